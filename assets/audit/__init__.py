@@ -1,0 +1,1 @@
+"""The schema audit: the contract (what the code writes) against the live catalog."""

@@ -1,0 +1,92 @@
+"""The `schema_audit` asset: findings as a DataFrame, a Markdown table, and blocking checks."""
+
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from assets.audit.contract import Contract, load_contract
+from assets.audit.findings import Finding, findings_frame, findings_markdown, run_audit, severity_counts
+from resources.database import TargetDatabase
+
+CONTRACT: Contract = load_contract()
+COLUMNS_CHECK = "contracted_columns_present"
+
+
+def value_set_check_name(table: str, column: str) -> str:
+    return f"{table}_{column}_accepts_code_values"
+
+
+def _check_specs(contract: Contract) -> list[dg.AssetCheckSpec]:
+    specs = [
+        dg.AssetCheckSpec(
+            value_set_check_name(table.name, column.name),
+            asset="schema_audit",
+            # Not blocking: the fix downstream must still run on a failure, and its own
+            # blocking check is what gates generation.
+            blocking=False,
+            description=f"The live {table.name}.{column.name} accepts every value the code writes: "
+            f"{', '.join(column.values)}.",
+        )
+        for table, column in contract.value_set_columns()
+    ]
+    specs.append(
+        dg.AssetCheckSpec(
+            COLUMNS_CHECK,
+            asset="schema_audit",
+            blocking=True,
+            description="Every table and required column the code uses exists (no migration here adds one).",
+        )
+    )
+    return specs
+
+
+@dg.asset(
+    group_name="audit",
+    kinds={"postgres", "pandas"},
+    check_specs=_check_specs(CONTRACT),
+    description="The contract (what the application writes) against the live catalog: one row per finding. "
+    "CHECK constraints are judged by evaluating their own expressions, read-only.",
+)
+def schema_audit(context: dg.AssetExecutionContext, database: TargetDatabase) -> Iterator:
+    with database.connection() as conn:
+        findings = run_audit(conn, CONTRACT)
+    counts = severity_counts(findings)
+    context.log.info(f"audited {database.display_name()}: {counts}")
+    yield dg.Output(
+        findings_frame(findings),
+        metadata={
+            "findings": dg.MetadataValue.md(findings_markdown(findings)),
+            **{f"{severity}_findings": n for severity, n in counts.items()},
+            "dagster/row_count": len(findings),
+            "contract": CONTRACT.path,
+        },
+    )
+    yield from check_results(CONTRACT, findings)
+
+
+def check_results(contract: Contract, findings: list[Finding]) -> Iterator[dg.AssetCheckResult]:
+    """One result per value-set column (rejected values fail it) and one for missing columns."""
+    for table, column in contract.value_set_columns():
+        bad = [
+            f for f in findings
+            if f.table == table.name and f.severity == "error" and f.column in (column.name, None)
+        ]
+        rejected = sorted({v for f in bad for v in (f.rejected or [])})
+        yield dg.AssetCheckResult(
+            check_name=value_set_check_name(table.name, column.name),
+            passed=not bad,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "code_values": ", ".join(column.values),
+                "rejected": ", ".join(rejected) or "none",
+                "problems": "; ".join(f"{f.kind}: {f.actual}" for f in bad) or "none",
+            },
+        )
+    missing = [f for f in findings if f.kind in ("missing_table", "missing_column") and f.severity == "error"]
+    yield dg.AssetCheckResult(
+        check_name=COLUMNS_CHECK,
+        passed=not missing,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"missing": ", ".join(f"{f.table}.{f.column or '*'}" for f in missing) or "none"},
+    )

@@ -101,7 +101,8 @@ def _value_set_findings(conn, schema: str, table: str, col: ColumnContract, live
     for name in verdict.undecidable:
         findings.append(
             Finding(table, col.name, "undecidable_check", "info", expected,
-                    f"{name} depends on other columns too; judged only on its single-column part", allowed, [])
+                    f"{name} depends on other columns or writes when evaluated; only what one value "
+                    "decides is judged", allowed, [])
         )
     for c in checks:
         if not c.validated:

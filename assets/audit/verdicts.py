@@ -78,17 +78,29 @@ def judge_value_set(
     allowed = column.enum_labels
     for p in parsed:
         allowed = _intersect(allowed, p.allowed)
-    rejected = {}
+    rejected, undecidable = {}, {p.constraint.name for p in parsed if p.undecidable}
     for value in values:
-        reason = _refusal(conn, schema, table, column.name, value, parsed)
+        try:
+            reason = _refusal(conn, schema, table, column.name, value, parsed)
+        except _WritesWhenEvaluated as exc:
+            undecidable.add(exc.constraint)
+            continue
         if reason:
             rejected[value] = reason
     return ValueSetVerdict(
         allowed=allowed,
         rejected=rejected,
-        undecidable=tuple(p.constraint.name for p in parsed if p.undecidable),
+        undecidable=tuple(sorted(undecidable)),
         constraints=tuple(checks),
     )
+
+
+class _WritesWhenEvaluated(Exception):
+    """The check calls something that writes: a read-only probe cannot judge it."""
+
+    def __init__(self, constraint: str):
+        super().__init__(constraint)
+        self.constraint = constraint
 
 
 def _refusal(conn, schema: str, table: str, column: str, value: str, parsed: list[ParsedCheck]) -> str | None:
@@ -108,6 +120,8 @@ def _refusal(conn, schema: str, table: str, column: str, value: str, parsed: lis
                 passes = conn.execute(probe).fetchone()[0]
         except psycopg.errors.QueryCanceled:
             raise
+        except psycopg.errors.ReadOnlySqlTransaction:
+            raise _WritesWhenEvaluated(name or "the column's type") from None
         except psycopg.Error as exc:
             message = exc.diag.message_primary or str(exc)
             return f"{name}: {message}" if name else message

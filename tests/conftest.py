@@ -1,0 +1,72 @@
+"""Fixtures: a real PostgreSQL server ($DATABASE_URL's, else an embedded one) and a fresh database per test.
+
+Fresh databases are cloned from a template loaded once per session, which is fast.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pipelines.demo import load_demo_database
+from resources.database import TargetDatabase
+from resources.embedded import database_url, embedded_server_url
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory) -> str:
+    """DSN of a maintenance database on the server the tests create their databases on."""
+    return os.environ.get("DATABASE_URL") or embedded_server_url(
+        tmp_path_factory.mktemp("embedded") / "pgdata", cleanup="delete"
+    )
+
+
+def _create_database(server_url: str, template: str | None = None) -> str:
+    name = f"bulkgen_test_{uuid.uuid4().hex[:12]}"
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(statement)
+    return name
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def legacy_template(server_url) -> Iterator[str]:
+    """A database holding the legacy demo schema and rows, used only as a template."""
+    name = _create_database(server_url)
+    with psycopg.connect(database_url(server_url, name)) as conn:
+        load_demo_database(conn)
+    yield name
+    _drop_database(server_url, name)
+
+
+@pytest.fixture
+def empty_db(server_url) -> Iterator[str]:
+    """DSN of a fresh, empty database."""
+    name = _create_database(server_url)
+    yield database_url(server_url, name)
+    _drop_database(server_url, name)
+
+
+@pytest.fixture
+def legacy_db(server_url, legacy_template) -> Iterator[str]:
+    """DSN of a fresh database with the legacy (broken) demo schema, rows and catalog."""
+    name = _create_database(server_url, legacy_template)
+    yield database_url(server_url, name)
+    _drop_database(server_url, name)
+
+
+@pytest.fixture
+def legacy_database(legacy_db) -> TargetDatabase:
+    return TargetDatabase(url=legacy_db)

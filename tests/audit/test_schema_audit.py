@@ -95,3 +95,18 @@ def test_missing_columns_check_blocks(legacy_db):
     assert not checks[COLUMNS_CHECK].passed
     assert checks[COLUMNS_CHECK].metadata["missing"].value == "batch_items.conversation_id"
     assert not result.success  # blocking: nothing downstream runs on a schema missing columns
+
+
+def test_password_never_reaches_the_event_log(legacy_db, capfd):
+    """Trust auth ignores the password, so the run succeeds while we look for it everywhere."""
+    info = psycopg.conninfo.conninfo_to_dict(legacy_db)
+    url = psycopg.conninfo.make_conninfo(**info, password="pw-4f9a1c")
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([schema_audit], instance=instance, resources={"database": TargetDatabase(url=url)})
+        assert result.success
+        records = instance.get_records_for_run(result.run_id).records
+        stored = "".join(dg.serialize_value(r.event_log_entry) for r in records)
+    assert "error_findings" in stored  # the metadata is in there ...
+    assert "pw-4f9a1c" not in stored  # ... and the password is not
+    out, err = capfd.readouterr()
+    assert "pw-4f9a1c" not in out + err

@@ -6,7 +6,14 @@ from collections.abc import Iterator
 import dagster as dg
 
 from assets.audit.contract import Contract, load_contract
-from assets.audit.findings import Finding, findings_frame, findings_markdown, run_audit, severity_counts
+from assets.audit.findings import (
+    FINDING_FIELDS,
+    Finding,
+    findings_frame,
+    findings_markdown,
+    run_audit,
+    severity_counts,
+)
 from resources.database import TargetDatabase
 
 CONTRACT: Contract = load_contract()
@@ -44,6 +51,7 @@ def _check_specs(contract: Contract) -> list[dg.AssetCheckSpec]:
 @dg.asset(
     group_name="audit",
     kinds={"postgres", "pandas"},
+    owners=["team:data-platform"],
     check_specs=_check_specs(CONTRACT),
     description="The contract (what the application writes) against the live catalog: one row per finding. "
     "CHECK constraints are judged by evaluating their own expressions, read-only.",
@@ -57,12 +65,24 @@ def schema_audit(context: dg.AssetExecutionContext, database: TargetDatabase) ->
         findings_frame(findings),
         metadata={
             "findings": dg.MetadataValue.md(findings_markdown(findings)),
+            "findings_table": findings_table(findings),
             **{f"{severity}_findings": n for severity, n in counts.items()},
             "dagster/row_count": len(findings),
             "contract": CONTRACT.path,
         },
     )
     yield from check_results(CONTRACT, findings)
+
+
+def findings_table(findings: list[Finding]) -> dg.TableMetadataValue:
+    """The findings as a typed table, which the UI renders with its schema."""
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord({k: ", ".join(v) if isinstance(v, list) else v for k, v in vars(f).items()})
+            for f in findings
+        ],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, "string") for name in FINDING_FIELDS]),
+    )
 
 
 def check_results(contract: Contract, findings: list[Finding]) -> Iterator[dg.AssetCheckResult]:

@@ -110,3 +110,12 @@ def test_password_never_reaches_the_event_log(legacy_db, capfd):
     assert "pw-4f9a1c" not in stored  # ... and the password is not
     out, err = capfd.readouterr()
     assert "pw-4f9a1c" not in out + err
+
+
+def test_findings_table_metadata_has_a_schema(legacy_db):
+    result = dg.materialize([schema_audit], resources={"database": TargetDatabase(url=legacy_db)})
+    table = result.asset_materializations_for_node("schema_audit")[0].metadata["findings_table"]
+    assert [c.name for c in table.schema.columns] == list(FINDING_FIELDS)
+    rows = [r.data for r in table.records]
+    assert {"table": "batch_items", "column": "status", "kind": "rejected_values", "severity": "error",
+            "rejected": "cancelled"}.items() <= next(r for r in rows if r["table"] == "batch_items").items()

@@ -1,8 +1,10 @@
 """The contract loader accepts the real contract and names file, entry and problem for bad ones."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from assets.audit.contract import DEFAULT_CONTRACT, ContractError, load_contract
+from assets.audit.contract import DEFAULT_CONTRACT, TYPE_FAMILIES, ContractError, load_contract, parse_contract
 
 
 def test_the_project_contract_loads_with_the_code_values():
@@ -62,3 +64,35 @@ def test_missing_contract_file(tmp_path):
 
 def test_default_contract_is_in_the_repository():
     assert DEFAULT_CONTRACT.is_file()
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=12)
+_documents = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=25,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["schema", "scope", "tables", "extra"]), _documents, max_size=4))
+@settings(max_examples=300, deadline=None)
+def test_any_document_loads_or_fails_with_a_contract_error(document):
+    """Whatever the YAML holds, the loader returns a contract or says what is wrong: nothing else."""
+    try:
+        contract = parse_contract(document, "fuzz.yaml")
+    except ContractError as error:
+        assert str(error).startswith("fuzz.yaml: ") and "\n" not in str(error)
+    else:
+        assert contract.tables and all(c.type in TYPE_FAMILIES for t in contract.tables for c in t.columns)
+
+
+@given(st.text(min_size=1, max_size=40), st.lists(st.text(max_size=20), min_size=1, max_size=6, unique=True))
+@settings(max_examples=200, deadline=None)
+def test_value_sets_round_trip(column, values):
+    document = {"tables": {"t": {"columns": {column: {"type": "text", "values": values}}}}}
+    try:
+        contract = parse_contract(document, "fuzz.yaml")
+    except ContractError as error:  # only names that are blank or hold NUL are refused
+        assert not column.strip() or "\x00" in column, error
+    else:
+        assert contract.table("t").column(column).values == tuple(values)

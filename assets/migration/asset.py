@@ -1,0 +1,121 @@
+"""The `batch_jobs_status_constraint` asset: the live status constraints, fixed to accept what the code writes.
+
+Thin over `plan` and `execute`: materializing applies the plan (or, with `dry_run`, only shows
+it); the blocking check `accepts_code_statuses` judges the live constraints again with the
+audit's own evaluation, so generation downstream never runs on a schema that refuses it.
+"""
+
+import dagster as dg
+from pydantic import Field
+
+from assets.audit.asset import CONTRACT, schema_audit
+from assets.audit.findings import run_audit
+from assets.migration.execute import MigrationFailed, Outcome, migrate, operator
+from assets.migration.plan import DEFAULT_REMAP, MigrationSettings, PlanError
+from resources.database import TargetDatabase
+
+POOL = "batch_jobs_status_migration"
+_DEFAULTS = MigrationSettings()
+
+
+class StatusConstraintConfig(dg.Config):
+    dry_run: bool = Field(default=False, description="Only show the plan and its exact SQL; write nothing.")
+    remap: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_REMAP), description="Legacy value -> the code value its rows become."
+    )
+    large_table_rows: int = Field(
+        default=_DEFAULTS.large_table_rows, description="Tables with at least this many rows take expand/contract."
+    )
+    batch_size: int = Field(default=_DEFAULTS.batch_size, description="Rows remapped per transaction (large tables).")
+    lock_timeout_ms: int = Field(default=_DEFAULTS.lock_timeout_ms, description="Longest wait for any lock.")
+    statement_timeout_ms: int = Field(default=_DEFAULTS.statement_timeout_ms, description="Longest statement.")
+    validate_timeout_ms: int = Field(default=_DEFAULTS.validate_timeout_ms, description="Longest VALIDATE scan.")
+    retry_window_s: float = Field(default=_DEFAULTS.retry_window_s, description="How long lock timeouts are retried.")
+
+    def settings(self) -> MigrationSettings:
+        return MigrationSettings(**self.model_dump(exclude={"dry_run"}))
+
+
+@dg.asset(
+    group_name="migration",
+    deps=[schema_audit],
+    kinds={"postgres"},
+    pool=POOL,  # give the pool a limit of 1 on the instance: one migration run at a time
+    description="The CHECK constraints on contracted status columns, replaced safely so that they accept exactly "
+    "the values the code writes (legacy rows remapped first). Planned from the audit; a no-op when nothing refuses.",
+)
+def batch_jobs_status_constraint(
+    context: dg.AssetExecutionContext, config: StatusConstraintConfig, database: TargetDatabase
+) -> dg.MaterializeResult:
+    with database.connection(autocommit=True) as conn:
+        try:
+            outcome = migrate(
+                conn, CONTRACT, config.settings(), dry_run=config.dry_run,
+                applied_by=operator(f"dagster run {context.run.run_id}"), run_id=context.run.run_id,
+            )
+        except (PlanError, MigrationFailed) as exc:
+            raise dg.Failure(description=f"{database.display_name()}: {exc}", allow_retries=False) from None
+    if outcome.plan.errors:
+        raise dg.Failure(description=outcome.message, metadata=outcome_metadata(outcome), allow_retries=False)
+    context.log.info(outcome.message)
+    return dg.MaterializeResult(metadata={**outcome_metadata(outcome), "database": database.display_name()})
+
+
+@dg.asset_check(
+    asset=batch_jobs_status_constraint,
+    blocking=True,
+    description="The live CHECK constraints accept every value the code writes to each contracted value-set "
+    "column, judged as the audit judges them (each constraint's own expression evaluated on each value).",
+)
+def accepts_code_statuses(database: TargetDatabase) -> dg.AssetCheckResult:
+    with database.connection() as conn:
+        findings = run_audit(conn, CONTRACT)
+    columns = {(t.name, c.name) for t, c in CONTRACT.value_set_columns()}
+    refused = [f for f in findings if f.kind == "rejected_values" and (f.table, f.column) in columns]
+    not_valid = [f for f in findings if f.kind == "not_valid_check" and (f.table, f.column) in columns]
+    return dg.AssetCheckResult(
+        passed=not refused,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "refused": "; ".join(f"{f.table}.{f.column}: {', '.join(f.rejected)}" for f in refused) or "none",
+            "not_valid": "; ".join(f.actual for f in not_valid) or "none",
+            "columns_checked": len(columns),
+        },
+    )
+
+
+def outcome_metadata(outcome: Outcome) -> dict:
+    """What a reviewer needs: the SQL, what changed, and what it cost in locks."""
+    fixed = [f"{f.table}.{f.column}" for f in outcome.plan.fixes] or list(outcome.before)
+    return {
+        "outcome": outcome.message,
+        "applied": outcome.applied,
+        "plan_hash": outcome.plan.hash,
+        "sql": dg.MetadataValue.md(f"```sql\n{outcome.plan.sql()}```"),
+        "rows_remapped": dg.MetadataValue.json(outcome.remapped()),
+        "lock_wait_ms": round(sum(s.lock_wait_ms for s in outcome.steps), 1),
+        "lock_hold_ms": round(max((s.hold_ms for s in outcome.steps), default=0.0), 1),
+        "steps": dg.MetadataValue.md(_steps_markdown(outcome)),
+        "constraints_before": dg.MetadataValue.md(_definitions_markdown(outcome.before, fixed)),
+        "constraints_after": dg.MetadataValue.md(_definitions_markdown(outcome.after, fixed)),
+    }
+
+
+def _steps_markdown(outcome: Outcome) -> str:
+    if not outcome.steps:
+        return outcome.message
+    head = "| step | transactions | attempts | lock wait ms | hold ms | rows remapped |\n|---|---|---|---|---|---|"
+    rows = [
+        f"| {s.title} | {s.transactions} | {s.attempts} | {s.lock_wait_ms:.1f} | {s.hold_ms:.1f} | "
+        f"{'; '.join(f'{c}: {counts}' for c, counts in s.remapped.items()) or '-'} |"
+        for s in outcome.steps
+    ]
+    return "\n".join([head, *rows])
+
+
+def _definitions_markdown(definitions: dict[str, list[str]], columns: list[str]) -> str:
+    lines = ["| column | check |", "|---|---|"]
+    for column in columns:
+        for check in definitions.get(column) or ["(no CHECK)"]:
+            lines.append(f"| {column} | `{check}` |")
+    return "\n".join(lines)

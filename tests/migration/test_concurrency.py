@@ -1,0 +1,81 @@
+"""Locks: the migration waits by retrying short lock timeouts, and two migrations never both apply."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+
+from assets.migration.execute import apply_plan
+from assets.migration.ledger import ledger_entries
+from assets.migration.plan import make_plan
+from tests.migration.support import CONTRACT, run_migration, status_counts
+
+HOLD_S = 3.0
+
+
+def test_a_reader_holding_a_lock_makes_the_migration_retry_without_blocking_other_readers(busy_db):
+    outcome = {}
+    holding = threading.Event()
+
+    def long_reader():
+        with psycopg.connect(busy_db) as conn:  # a transaction that keeps its ACCESS SHARE lock
+            conn.execute("SELECT count(*) FROM batch_jobs").fetchone()
+            holding.set()
+            time.sleep(HOLD_S)
+        outcome["released"] = time.monotonic()
+
+    def migration():
+        outcome["result"] = run_migration(busy_db)  # default lock_timeout: 1 s
+        outcome["finished"] = time.monotonic()
+
+    reader = threading.Thread(target=long_reader)
+    reader.start()
+    holding.wait(10)
+    migrator = threading.Thread(target=migration)
+    migrator.start()
+    waits = []
+    with psycopg.connect(busy_db, autocommit=True) as conn:  # another reader, all along
+        while reader.is_alive():
+            started = time.monotonic()
+            conn.execute("SELECT count(*) FROM batch_jobs").fetchone()
+            waits.append(time.monotonic() - started)
+            time.sleep(0.05)
+    migrator.join(30)
+    result = outcome["result"]
+    (step,) = result.steps
+    assert result.applied and step.attempts >= 2  # it timed out on the lock, backed off and retried
+    assert outcome["finished"] >= outcome["released"]  # and succeeded once the long reader let go
+    assert max(waits) < 1.5, f"a reader queued {max(waits):.2f} s behind the migration"
+    assert step.lock_wait_ms >= 1000 * (step.attempts - 1)
+    print(f"\nattempts {step.attempts}, lock wait {step.lock_wait_ms:.0f} ms, hold {step.hold_ms:.1f} ms, "
+          f"other reader's longest wait {max(waits) * 1000:.0f} ms over {len(waits)} reads")
+
+
+def test_two_migrations_started_at_once_apply_exactly_once(busy_db):
+    before = status_counts(busy_db)
+    start = threading.Barrier(2)
+    outcomes, errors = [], []
+
+    def migration():
+        try:
+            with psycopg.connect(busy_db, autocommit=True) as conn:
+                plan = make_plan(conn, CONTRACT)  # both plan the same fix before either applies it
+                start.wait(10)
+                outcomes.append(apply_plan(conn, CONTRACT, plan, applied_by=threading.current_thread().name))
+        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migration, name=f"migration-{i}") for i in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert sorted(o.applied for o in outcomes) == [False, True]
+    (noop,) = [o for o in outcomes if not o.applied]
+    assert noop.message.startswith("nothing to do: another run applied this plan first") and not noop.steps
+    with psycopg.connect(busy_db) as conn:
+        assert len(ledger_entries(conn, "public")) == 1
+    assert status_counts(busy_db)["queued"] == before["pending"]  # remapped once, not twice

@@ -21,6 +21,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 dev: $(STAMP)
+	mkdir -p .dagster_home
+	test -s .dagster_home/dagster.yaml || cp deploy/local-dagster.yaml .dagster_home/dagster.yaml
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev
 
 clean:

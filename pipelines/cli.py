@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +21,7 @@ from assets.audit.findings import findings_markdown, run_audit, severity_counts
 from pipelines.demo import DemoDatabaseError, load_demo_database
 from resources.database import DatabaseUnavailable, TargetDatabase, scrub
 from resources.embedded import PROJECT_ROOT
+from resources.generators import GENERATORS
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -61,34 +63,159 @@ def load_demo(args: argparse.Namespace, database: TargetDatabase) -> int:
     return EXIT_OK
 
 
+def generate(args: argparse.Namespace, database: TargetDatabase) -> int:
+    """Only the generation asset, for the selected topics; refuses before any write on an unfixed database."""
+    return _generation_run(args, database, "generation_job", gate_first=True)
+
+
+def run(args: argparse.Namespace, database: TargetDatabase) -> int:
+    """The whole chain (audit → fix → generation) for the selected topics, in one Dagster run."""
+    return _generation_run(args, database, "chain_job", gate_first=False)
+
+
+def _generation_run(args: argparse.Namespace, database: TargetDatabase, job_name: str, *, gate_first: bool) -> int:
+    """Run `job_name` in process over the selected topics' partitions as one range, then print the batch job."""
+    import dagster as dg
+
+    requested = None if args.all else [t.strip() for t in args.topics.split(",") if t.strip()]
+    if requested == []:
+        raise CannotRun("no topics selected: pass --topics k1,k2 or --all")
+    _dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        tags = _topic_range(instance, database, requested, gate_first=gate_first)
+        result = _execute(instance, job_name, args.generator, tags=tags)
+    print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}): {job_name}")
+    materializations = result.asset_materializations_for_node("topic_conversations")
+    if not result.success or not materializations:
+        raise CannotRun(_run_failure(result))
+    with database.connection() as conn:
+        print(_batch_summary(conn, materializations[0].metadata["batch_job_id"].value))
+    return EXIT_OK
+
+
+def _topic_range(instance, database: TargetDatabase, requested: list[str] | None, *, gate_first: bool) -> dict:
+    """Run tags for one partition range over the selected active topics (None: all); refusals raise CannotRun."""
+    from assets.audit.asset import CONTRACT
+    from assets.generation.batch import JobSettings, written_values
+    from assets.generation.gate import GateClosed, ensure_gate_open
+    from pipelines.partitions import TopicSelectionError, add_topic_partitions, select_topics, selection_range
+
+    with database.connection(autocommit=True) as conn:
+        try:
+            selected = select_topics(conn, requested)
+            if gate_first:
+                ensure_gate_open(conn, CONTRACT, written_values(JobSettings()), instance)
+        except (TopicSelectionError, GateClosed) as exc:
+            raise CannotRun(str(exc)) from None
+        if not selected:
+            raise CannotRun("no active training topics to generate for")
+        add_topic_partitions(instance, conn)
+    key_range = selection_range(instance, list(selected))
+    return {"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end}
+
+
+def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str]):
+    from pipelines.definitions import defs
+    from resources.database import target_database
+
+    return defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance,
+        tags=tags,
+        resources={"database": target_database(), "generator": GENERATORS[generator]()},
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=False,
+    )
+
+
+def _run_failure(result) -> str:
+    """The first failed step's own error, on one line (Dagster wraps user errors in its own)."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+                error = error.cause
+            return f"{event.step_key} failed: {' '.join(error.message.split())}"
+    return f"run {result.run_id} did not materialize topic_conversations"
+
+
+def _batch_summary(conn: psycopg.Connection, job_id: str) -> str:
+    from assets.generation.batch import job_summary
+
+    job = job_summary(conn, job_id)
+    (files,) = conn.execute(
+        "SELECT count(*) FROM batch_items b JOIN conversations c ON c.id = b.conversation_id"
+        " WHERE b.batch_job_id = %s", [job_id]
+    ).fetchone()
+    tiers = ", ".join(f"{n} {tier}" for tier, n in sorted(job["items_by_tier"].items()))
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(job["items_by_status"].items()))
+    seconds = (job["completed_at"] - job["started_at"]).total_seconds() if job["completed_at"] else 0.0
+    return (f"== batch job {job['id']} {job['status']}: {job['name']}\n"
+            f"   items {job['total_items']} ({tiers}); {statuses}\n"
+            f"   counters: completed_items={job['completed_items']} successful_items={job['successful_items']} "
+            f"failed_items={job['failed_items']}; {files} conversations linked; {seconds:.1f} s")
+
+
+def _dagster_home() -> Path:
+    """The persistent DAGSTER_HOME (default .dagster_home/, SQLite storage) every CLI run is recorded in."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() or not config.read_text().strip():
+        shutil.copy(PROJECT_ROOT / "deploy" / "local-dagster.yaml", config)
+    return home
+
+
+def migrate(args: argparse.Namespace, database: TargetDatabase) -> int:
+    """Fix the value-set constraints the audit finds refusing code values (or, with --dry-run, only plan)."""
+    from assets.migration.execute import MigrationFailed, operator, outcome_text
+    from assets.migration.execute import migrate as run_migration
+    from assets.migration.plan import PlanError
+
+    contract = load_contract(args.contract)
+    with database.connection(autocommit=True) as conn:
+        try:
+            outcome = run_migration(conn, contract, dry_run=args.dry_run, applied_by=operator("bulkgen migrate"))
+        except PlanError as exc:
+            print(f"bulkgen: migration not run: {exc}", file=sys.stderr)
+            return EXIT_FINDINGS
+        except MigrationFailed as exc:
+            raise CannotRun(f"migration failed: {exc}") from None
+        refused = [f for f in run_audit(conn, contract) if f.kind == "rejected_values"]
+    if args.format == "sql":
+        print(outcome.plan.sql(), end="")
+    elif args.format == "json":
+        print(json.dumps({**outcome.as_dict(), "still_refused": [asdict(f) for f in refused]}, indent=2))
+    else:
+        print(outcome_text(outcome))
+    return EXIT_FINDINGS if refused or outcome.plan.errors else EXIT_OK
+
+
 def demo(args: argparse.Namespace, database: TargetDatabase) -> int:
     """Load the legacy demo database and materialize every asset through Dagster, then summarize."""
     import dagster as dg
 
-    from pipelines.definitions import defs
-    from resources.database import target_database
-
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()  # SQLite storage in DAGSTER_HOME, the default
+    home = _dagster_home()
     if database.url is None:
         _reset_embedded_app_database()
     with database.connection() as conn:
         counts = load_demo_database(conn)
     print(f"== demo database: {database.display_name()}\n   loaded {counts}")
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("audit_job").execute_in_process(
-            instance=instance,
-            resources={"database": target_database()},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            raise_on_error=False,
-        )
+        tags = _topic_range(instance, database, None, gate_first=False)
+        result = _execute(instance, "chain_job", "template", tags=tags)
     print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}), DAGSTER_HOME={home}")
     for mat in result.asset_materializations_for_node("schema_audit"):
         print(f"\n-- schema_audit\n{mat.metadata['findings'].value}")
+    for mat in result.asset_materializations_for_node("batch_jobs_status_constraint"):
+        print(f"\n-- batch_jobs_status_constraint\n   {mat.metadata['outcome'].value}")
+        print(f"   rows remapped: {mat.metadata['rows_remapped'].value}")
+        print(f"\nbefore:\n{mat.metadata['constraints_before'].value}\n\nafter:\n{mat.metadata['constraints_after'].value}")
     print("\n-- asset checks")
     for evaluation in result.get_asset_check_evaluations():
         print(f"   {'PASS' if evaluation.passed else 'FAIL'}  {evaluation.check_name}")
+    for mat in result.asset_materializations_for_node("topic_conversations")[:1]:
+        with database.connection() as conn:
+            print(f"\n-- topic_conversations\n{_batch_summary(conn, mat.metadata['batch_job_id'].value)}")
     print("\nBrowse the runs with: .venv/bin/dagster dev  (DAGSTER_HOME=.dagster_home)")
     return EXIT_OK if result.success else EXIT_CANNOT_RUN
 
@@ -121,7 +248,21 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--contract", default=str(DEFAULT_CONTRACT), help="contract file (YAML)")
     sub.add_argument("--format", choices=["table", "json"], default="table")
     command("load-demo", load_demo, "Load the legacy demo schema and rows into an empty database.")
+    sub = command("migrate", migrate, "Fix the status constraints the audit finds refusing code values.")
+    sub.add_argument("--contract", default=str(DEFAULT_CONTRACT), help="contract file (YAML)")
+    sub.add_argument("--dry-run", action="store_true", help="only show the plan and its SQL; write nothing")
+    sub.add_argument("--format", choices=["text", "sql", "json"], default="text",
+                     help="sql: exactly the SQL that runs (or would, with --dry-run)")
     command("demo", demo, "Load the demo database and materialize every asset through Dagster.")
+    for name, handler, help_text in [
+        ("generate", generate, "Generate conversations for the selected topics (the generation asset only)."),
+        ("run", run, "Audit, fix and generate for the selected topics, in one Dagster run."),
+    ]:
+        sub = command(name, handler, help_text)
+        selection = sub.add_mutually_exclusive_group(required=True)
+        selection.add_argument("--topics", help="comma-separated topic keys")
+        selection.add_argument("--all", action="store_true", help="every active training topic")
+        sub.add_argument("--generator", choices=sorted(GENERATORS), default="template", help="conversation generator")
     return parser
 
 

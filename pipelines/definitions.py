@@ -3,15 +3,24 @@
 import dagster as dg
 
 from assets.audit.asset import schema_audit
-from pipelines.jobs import audit_job
+from assets.generation.asset import topic_conversations
+from assets.migration.asset import accepts_code_statuses, batch_jobs_status_constraint
+from pipelines.jobs import audit_job, chain_job, fix_job, generation_job
 from pipelines.schedules import nightly_audit_schedule
 from pipelines.sensors import deploy_reaudit_sensor
+from resources.conversation_store import ConversationStore
 from resources.database import target_database
+from resources.generators import TemplateGenerator
 
 defs = dg.Definitions(
-    assets=[schema_audit],
-    jobs=[audit_job],
+    assets=[schema_audit, batch_jobs_status_constraint, topic_conversations],
+    asset_checks=[accepts_code_statuses],
+    jobs=[audit_job, fix_job, generation_job, chain_job],
     schedules=[nightly_audit_schedule],
     sensors=[deploy_reaudit_sensor],
-    resources={"database": target_database()},
+    resources={
+        "database": target_database(),
+        "generator": TemplateGenerator(),
+        "conversation_store": ConversationStore(),
+    },
 )

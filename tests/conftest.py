@@ -6,8 +6,10 @@ Fresh databases are cloned from a template loaded once per session, which is fas
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,10 +21,14 @@ from resources.embedded import database_url, embedded_server_url
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> str:
-    """DSN of a maintenance database on the server the tests create their databases on."""
+def server_url() -> str:
+    """DSN of a maintenance database on the server the tests create their databases on.
+
+    The embedded server's folder is its own temp dir (not pytest's basetemp, which another
+    pytest process may prune) and is deleted when the session ends.
+    """
     return os.environ.get("DATABASE_URL") or embedded_server_url(
-        tmp_path_factory.mktemp("embedded") / "pgdata", cleanup="delete"
+        Path(tempfile.mkdtemp(prefix="bulkgen-pg-")) / "pgdata", cleanup="delete"
     )
 
 

@@ -1,0 +1,341 @@
+"""The batch lifecycle in SQL: a job and its items, claimed with SKIP LOCKED, counted atomically.
+
+The job goes `queued → processing → completed | failed | cancelled`, each item
+`queued → processing → completed | failed`, or `cancelled` when its job stopped before it ran:
+
+- `completed`: every item was processed and at least one succeeded;
+- `failed`: every item failed, or `error_handling = 'stop'` stopped the job at its first failure;
+- `cancelled`: the run was interrupted (a terminated Dagster run, Ctrl-C).
+
+Terminal jobs have nothing left `queued` or `processing`. An unexpected error puts the job and
+the items it held back to `queued`; a killed process leaves them `processing`. Either way the
+next run for the same topics resumes that job. The processing session holds an advisory lock
+on its job, which PostgreSQL releases when the session dies: that tells a dead run from a live
+one. Counters only change as `SET n = n + k`, in the transaction that moves the items counted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from assets.generation.scaffolding import BASE_TIER, EDGE_TIER, Scaffolding, item_tier
+
+JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
+ITEM_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
+CONVERSATION_STATUS = "generated"
+RESUME_LOCK_WAIT = "5s"  # how long a resumed job waits for a killed session's lock to go
+
+
+class JobBusy(RuntimeError):
+    """Another live run is processing the batch job for these topics."""
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    concurrent_processing: int = 3
+    error_handling: str = "continue"  # or "stop"
+    priority: str = "normal"
+
+    def __post_init__(self):
+        if self.concurrent_processing < 1:
+            raise ValueError("concurrent_processing must be at least 1")
+        if self.error_handling not in ("stop", "continue"):
+            raise ValueError(f"error_handling must be 'stop' or 'continue', not {self.error_handling!r}")
+
+
+def written_values(settings: JobSettings) -> dict[tuple[str, str], tuple[str, ...]]:
+    """Every value generation writes into an enum-like column: what the gate checks before writing."""
+    tiers = (BASE_TIER, EDGE_TIER)
+    return {
+        ("batch_jobs", "status"): JOB_STATUSES,
+        ("batch_jobs", "tier"): tiers,
+        ("batch_jobs", "priority"): (settings.priority,),
+        ("batch_jobs", "error_handling"): (settings.error_handling,),
+        ("batch_items", "status"): ITEM_STATUSES,
+        ("batch_items", "tier"): tiers,
+        ("conversations", "status"): (CONVERSATION_STATUS,),
+        ("conversations", "tier"): tiers,
+    }
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    id: UUID
+    name: str
+    total_items: int
+    resumed: bool
+    processed_before: int  # items already processed when this run opened the job
+    failed_before: int
+    settings: JobSettings  # the job's own (a resumed job keeps the settings it was created with)
+
+
+@dataclass(frozen=True)
+class Item:
+    id: UUID
+    position: int
+    topic: str
+    tier: str
+    parameters: dict
+
+
+@dataclass(frozen=True)
+class ConversationRow:
+    """What a successful item writes into `conversations` (its file is already stored)."""
+
+    id: UUID
+    conversation_id: str
+    persona_id: UUID
+    arc_id: UUID
+    topic_id: UUID
+    tier: str
+    parameters: dict
+    turn_count: int
+    total_tokens: int
+    quality_score: float | None
+    file_path: str
+    file_size: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    item: Item
+    conversation: ConversationRow | None = None
+    error: str | None = None
+
+
+def open_job(
+    conn: psycopg.Connection, scaffolding: Scaffolding, settings: JobSettings, *, label: str, generator: str
+) -> BatchJob:
+    """Resume the unfinished job for exactly these topics, or create it `queued` with its items.
+
+    Either way this session then holds the job's advisory lock until `unlock_job` (or its end).
+    """
+    topic_keys = sorted(t["topic_key"] for t in scaffolding.topics)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"bulkgen.topics:{topic_keys}"])
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                "SELECT id, name, total_items, completed_items, failed_items, concurrent_processing, error_handling,"
+                "       priority FROM batch_jobs"
+                " WHERE job_type = 'generation' AND status IN ('queued', 'processing')"
+                "   AND shared_parameters -> 'topics' = %s ORDER BY created_at LIMIT 1",
+                [Jsonb(topic_keys)],
+            ).fetchone()
+        if row:
+            _lock_job(conn, row["id"], wait=RESUME_LOCK_WAIT)
+            conn.execute(
+                "UPDATE batch_items SET status = 'queued', estimated_time = NULL, updated_at = now()"
+                " WHERE batch_job_id = %s AND status = 'processing'",
+                [row["id"]],
+            )
+            return BatchJob(
+                id=row["id"], name=row["name"], total_items=row["total_items"], resumed=True,
+                processed_before=row["completed_items"], failed_before=row["failed_items"],
+                settings=JobSettings(row["concurrent_processing"], row["error_handling"], row["priority"]),
+            )
+        job = _create_job(conn, scaffolding, settings, topic_keys, label=label, generator=generator)
+        _lock_job(conn, job.id, wait=None)
+        return job
+
+
+def _create_job(conn, scaffolding: Scaffolding, settings: JobSettings, topic_keys: list[str], *, label: str,
+                generator: str) -> BatchJob:
+    triples = list(itertools.product(scaffolding.topics, scaffolding.personas, scaffolding.arcs))
+    tiers = {item_tier(arc) for arc in scaffolding.arcs}
+    shown = ", ".join(topic_keys[:3]) + (f" +{len(topic_keys) - 3} more" if len(topic_keys) > 3 else "")
+    name = f"generation {label}: {len(topic_keys)} topic(s) ({shown})"
+    shared = {
+        "topics": topic_keys,
+        "personas": [p["persona_key"] for p in scaffolding.personas],
+        "arcs": [a["arc_key"] for a in scaffolding.arcs],
+        "generator": generator,
+        "run": label,
+    }
+    (job_id,) = conn.execute(
+        "INSERT INTO batch_jobs (name, job_type, status, priority, total_items, tier, shared_parameters,"
+        "                        concurrent_processing, error_handling)"
+        " VALUES (%s, 'generation', 'queued', %s, %s, %s, %s, %s, %s) RETURNING id",
+        [name, settings.priority, len(triples), tiers.pop() if len(tiers) == 1 else None, Jsonb(shared),
+         settings.concurrent_processing, settings.error_handling],
+    ).fetchone()
+    with conn.cursor() as cur, cur.copy(
+        "COPY batch_items (batch_job_id, position, topic, tier, parameters, status, progress) FROM STDIN"
+    ) as copy:
+        for position, (topic, persona, arc) in enumerate(triples, start=1):
+            parameters = {
+                "topic_key": topic["topic_key"], "persona_key": persona["persona_key"], "arc_key": arc["arc_key"],
+                "topic_id": str(topic["id"]), "persona_id": str(persona["id"]), "arc_id": str(arc["id"]),
+            }
+            copy.write_row((job_id, position, topic["topic_key"], item_tier(arc), json.dumps(parameters), "queued", 0))
+    return BatchJob(id=job_id, name=name, total_items=len(triples), resumed=False, processed_before=0,
+                    failed_before=0, settings=settings)
+
+
+def _lock_job(conn: psycopg.Connection, job_id: UUID, *, wait: str | None) -> None:
+    """Take the job's session-level advisory lock; JobBusy when a live session holds it past `wait`."""
+    if wait is not None:
+        conn.execute(f"SET LOCAL lock_timeout = '{wait}'")
+    try:
+        conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [f"bulkgen.batch_job:{job_id}"])
+    except psycopg.errors.LockNotAvailable:
+        raise JobBusy(f"batch job {job_id} for these topics is being processed by another run") from None
+
+
+def unlock_job(conn: psycopg.Connection, job_id: UUID) -> None:
+    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [f"bulkgen.batch_job:{job_id}"])
+
+
+def start_job(conn: psycopg.Connection, job_id: UUID) -> None:
+    with conn.transaction():
+        conn.execute(
+            "UPDATE batch_jobs SET status = 'processing', started_at = COALESCE(started_at, now()),"
+            " updated_at = now() WHERE id = %s",
+            [job_id],
+        )
+
+
+def claim_items(conn: psycopg.Connection, job_id: UUID, limit: int, estimated_time: int | None) -> list[Item]:
+    """Move up to `limit` queued items to `processing` (committed), lowest positions first."""
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "UPDATE batch_items AS b SET status = 'processing', estimated_time = %s, updated_at = now()"
+            "  FROM (SELECT id FROM batch_items WHERE batch_job_id = %s AND status = 'queued'"
+            "         ORDER BY position LIMIT %s FOR UPDATE SKIP LOCKED) AS q"
+            " WHERE b.id = q.id RETURNING b.id, b.position, b.topic, b.tier, b.parameters",
+            [estimated_time, job_id, limit],
+        ).fetchall()
+    return sorted((Item(r["id"], r["position"], r["topic"], r["tier"], r["parameters"]) for r in rows),
+                  key=lambda i: i.position)
+
+
+_INSERT_CONVERSATIONS = """
+INSERT INTO conversations (id, conversation_id, persona_id, emotional_arc_id, training_topic_id, tier, status,
+                           parameters, turn_count, total_tokens, quality_score, file_path, file_size)
+SELECT c.id, c.conversation_id, c.persona_id, c.arc_id, c.topic_id, c.tier, %s, c.parameters::jsonb,
+       c.turn_count, c.total_tokens, c.quality_score, c.file_path, c.file_size
+  FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::text[],
+              %s::int[], %s::int[], %s::numeric[], %s::text[], %s::bigint[])
+       AS c(id, conversation_id, persona_id, arc_id, topic_id, tier, parameters, turn_count, total_tokens,
+            quality_score, file_path, file_size)
+"""
+
+_COUNT = """
+UPDATE batch_jobs
+   SET completed_items = completed_items + %(processed)s,
+       successful_items = successful_items + %(succeeded)s,
+       failed_items = failed_items + %(failed)s,
+       estimated_time_remaining = CASE WHEN %(seconds_per_item)s::float8 IS NULL THEN estimated_time_remaining
+           ELSE ceil(GREATEST(total_items - completed_items - %(processed)s, 0)
+                     * %(seconds_per_item)s::float8)::int END,
+       updated_at = now()
+ WHERE id = %(job)s
+"""
+
+
+def record_outcomes(
+    conn: psycopg.Connection, job_id: UUID, outcomes: list[Outcome], seconds_per_item: float | None
+) -> None:
+    """In one transaction: the conversations, the items' completion or failure, and the job's counters.
+
+    Only items still `processing` are moved; any other state rolls the whole batch back.
+    """
+    done = [o for o in outcomes if o.conversation is not None]
+    failed = [o for o in outcomes if o.conversation is None]
+    rows = [o.conversation for o in done]
+    with conn.pipeline() as pipeline, conn.transaction():  # one round trip for the statements
+        if done:
+            conn.execute(_INSERT_CONVERSATIONS, [
+                CONVERSATION_STATUS,
+                [c.id for c in rows], [c.conversation_id for c in rows], [c.persona_id for c in rows],
+                [c.arc_id for c in rows], [c.topic_id for c in rows], [c.tier for c in rows],
+                [json.dumps(c.parameters) for c in rows], [c.turn_count for c in rows],
+                [c.total_tokens for c in rows], [c.quality_score for c in rows], [c.file_path for c in rows],
+                [c.file_size for c in rows],
+            ])
+        completed = conn.execute(
+            "UPDATE batch_items AS b SET status = 'completed', progress = 100, conversation_id = u.conversation,"
+            " error_message = NULL, estimated_time = NULL, updated_at = now()"
+            " FROM unnest(%s::uuid[], %s::uuid[]) AS u(item, conversation)"
+            " WHERE b.id = u.item AND b.batch_job_id = %s AND b.status = 'processing'",
+            [[o.item.id for o in done], [c.id for c in rows], job_id],
+        )
+        failures = conn.execute(
+            "UPDATE batch_items AS b SET status = 'failed', progress = 100, error_message = u.message,"
+            " estimated_time = NULL, updated_at = now()"
+            " FROM unnest(%s::uuid[], %s::text[]) AS u(item, message)"
+            " WHERE b.id = u.item AND b.batch_job_id = %s AND b.status = 'processing'",
+            [[o.item.id for o in failed], [o.error for o in failed], job_id],
+        )
+        conn.execute(_COUNT, {"processed": len(outcomes), "succeeded": len(done), "failed": len(failed),
+                              "seconds_per_item": seconds_per_item, "job": job_id})
+        pipeline.sync()
+        if (completed.rowcount, failures.rowcount) != (len(done), len(failed)):
+            raise RuntimeError("some items were no longer processing by this run; the batch was rolled back")
+
+
+def finish_job(conn: psycopg.Connection, job_id: UUID, *, stopped: bool, cancelled: bool) -> str:
+    """The job's final status; when stopped or cancelled, the items it never ran become `cancelled`."""
+    with conn.transaction():
+        if stopped or cancelled:
+            conn.execute(
+                "UPDATE batch_items SET status = 'cancelled', estimated_time = NULL, updated_at = now()"
+                " WHERE batch_job_id = %s AND status IN ('queued', 'processing')",
+                [job_id],
+            )
+        (status,) = conn.execute(
+            "UPDATE batch_jobs SET status = CASE WHEN %(cancelled)s THEN 'cancelled'"
+            "                                    WHEN %(stopped)s OR successful_items = 0 THEN 'failed'"
+            "                                    ELSE 'completed' END,"
+            "       completed_at = now(), estimated_time_remaining = 0, updated_at = now()"
+            " WHERE id = %(job)s RETURNING status",
+            {"cancelled": cancelled, "stopped": stopped, "job": job_id},
+        ).fetchone()
+    return status
+
+
+def requeue_job(conn: psycopg.Connection, job_id: UUID) -> None:
+    """After an unexpected error: the job and the items it held wait, `queued`, for the next run."""
+    with conn.transaction():
+        conn.execute(
+            "UPDATE batch_items SET status = 'queued', estimated_time = NULL, updated_at = now()"
+            " WHERE batch_job_id = %s AND status = 'processing'",
+            [job_id],
+        )
+        conn.execute("UPDATE batch_jobs SET status = 'queued', updated_at = now() WHERE id = %s", [job_id])
+
+
+def conversation_files(conn: psycopg.Connection, job_id: UUID) -> set[str]:
+    """The file of every conversation the job's items point at."""
+    rows = conn.execute(
+        "SELECT c.file_path FROM batch_items b JOIN conversations c ON c.id = b.conversation_id"
+        " WHERE b.batch_job_id = %s",
+        [job_id],
+    ).fetchall()
+    return {path for (path,) in rows}
+
+
+def job_summary(conn: psycopg.Connection, job_id: UUID) -> dict:
+    """The job's row and its items per status and tier, for metadata and the CLI."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        job = cur.execute(
+            "SELECT id, name, status, total_items, completed_items, successful_items, failed_items,"
+            "       concurrent_processing, error_handling, started_at, completed_at, estimated_time_remaining"
+            "  FROM batch_jobs WHERE id = %s",
+            [job_id],
+        ).fetchone()
+        counts = cur.execute(
+            "SELECT status, tier, count(*) AS n FROM batch_items WHERE batch_job_id = %s GROUP BY status, tier",
+            [job_id],
+        ).fetchall()
+    by_status, by_tier = {}, {}
+    for row in counts:
+        by_status[row["status"]] = by_status.get(row["status"], 0) + row["n"]
+        by_tier[row["tier"]] = by_tier.get(row["tier"], 0) + row["n"]
+    return job | {"items_by_status": by_status, "items_by_tier": by_tier}

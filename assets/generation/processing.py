@@ -1,0 +1,239 @@
+"""The processing loop: bounded concurrent generation, batched commits, no orphans.
+
+The calling thread claims items and records outcomes on one connection; a pool of
+`concurrent_processing` threads generates conversations and stores their files. Each file is
+stored (atomically) before the transaction that inserts its conversation and completes its
+item, so a completed item always has its row and its file. A file whose transaction never
+committed (the process died in between) is rewritten when its item is retried, and removed by
+the prune that ends every run of the job. Outcomes are committed together every COMMIT_EVERY_S,
+so commits grow with throughput instead of costing a transaction per item.
+
+Once an item fails under `error_handling = 'stop'`, or the run is interrupted (Ctrl-C, Dagster
+terminating the run), no further item starts: those already running are recorded and the
+job's remaining items are cancelled.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from uuid import UUID, uuid5
+
+import psycopg
+
+from assets.generation.batch import (
+    BatchJob,
+    ConversationRow,
+    Item,
+    JobSettings,
+    Outcome,
+    claim_items,
+    conversation_files,
+    finish_job,
+    job_summary,
+    open_job,
+    record_outcomes,
+    requeue_job,
+    start_job,
+    unlock_job,
+)
+from assets.generation.scaffolding import JobRows, load_job_rows, load_scaffolding
+from pipelines.partitions import topic_partition_key
+from resources.conversation_store import ConversationStore
+from resources.generators import ConversationGenerator, ConversationRequest, GeneratedConversation
+
+CONVERSATION_NAMESPACE = UUID("6f1c0a52-41f4-4c3e-9f55-bb1f3d0c9a27")  # conversation id = uuid5(item id)
+CLAIM_AHEAD = 16  # items claimed beyond the busy workers, so they never wait on the database ...
+CLAIM_AHEAD_S = 0.25  # ... or as many as they finish in this long, when that is more (fewer, larger commits)
+COMMIT_EVERY_S = 0.05  # outcomes finished within this long are committed together
+MAX_ERROR = 1000
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    job: BatchJob
+    status: str  # the job's final status
+    processed: int  # by this run (a resumed job had some processed before)
+    succeeded: int
+    failed: int
+    duration_s: float
+    summary: dict  # job_summary() after the run
+    preview: dict | None  # one conversation this run wrote, as stored
+
+    @property
+    def throughput(self) -> float:
+        """Items processed per second by this run."""
+        return self.processed / self.duration_s if self.duration_s > 0 else 0.0
+
+
+def generate_conversations(
+    conn: psycopg.Connection,
+    topic_keys: list[str],
+    generator: ConversationGenerator,
+    store: ConversationStore,
+    settings: JobSettings,
+    *,
+    label: str,
+    log: Callable[[str], None] = lambda _: None,
+) -> GenerationResult:
+    """Create (or resume) the batch job for `topic_keys` and process it to a final status.
+
+    `conn` must be in autocommit mode: every step commits on its own. The gate is the caller's.
+    """
+    if not conn.autocommit:
+        raise ValueError("generation needs an autocommit connection: each step commits on its own")
+    job = open_job(conn, load_scaffolding(conn, topic_keys), settings, label=label, generator=generator.name)
+    log(f"{'resumed' if job.resumed else 'created'} batch job {job.id}: {job.total_items} items"
+        + (f", {job.processed_before} already processed" if job.resumed else ""))
+    try:
+        return _process(conn, job, generator, store)
+    finally:
+        if not conn.broken:
+            unlock_job(conn, job.id)
+
+
+def _process(conn, job: BatchJob, generator, store: ConversationStore) -> GenerationResult:
+    rows = load_job_rows(conn, job.id)
+    start_job(conn, job.id)
+    workers = job.settings.concurrent_processing
+    stop_on_failure = job.settings.error_handling == "stop"
+    halt = threading.Event()  # once set, no item starts: a failure under 'stop', or an interrupt
+    if stop_on_failure and job.failed_before:
+        halt.set()
+    interrupt, exhausted = None, False
+    in_flight: set[Future] = set()
+    processed = succeeded = 0
+    preview_path = None
+    started = time.monotonic()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generate")
+    try:
+        while True:
+            try:
+                window = _window(workers, processed, started)
+                if not (halt.is_set() or exhausted) and len(in_flight) <= window // 2:
+                    wanted = window - len(in_flight)
+                    per_item = math.ceil((time.monotonic() - started) * workers / processed) if processed else None
+                    items = claim_items(conn, job.id, wanted, per_item)
+                    exhausted = len(items) < wanted
+                    in_flight |= {pool.submit(_produce, item, rows, generator, store, job.id, halt, stop_on_failure)
+                                  for item in items}
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, timeout=COMMIT_EVERY_S, return_when=ALL_COMPLETED)
+                in_flight -= done
+                outcomes = [o for o in (f.result() for f in done) if o is not None]  # None: never started
+                if not outcomes:
+                    continue
+                processed += len(outcomes)
+                record_outcomes(conn, job.id, outcomes, (time.monotonic() - started) / processed)
+                ok = [o for o in outcomes if o.conversation is not None]
+                succeeded += len(ok)
+                preview_path = preview_path or (ok[0].conversation.file_path if ok else None)
+            except Exception:
+                raise
+            except BaseException as exc:  # an interrupt: nothing new starts, what runs is recorded, the rest cancelled
+                if interrupt is not None:
+                    raise
+                interrupt = exc
+                halt.set()
+    except BaseException:
+        halt.set()
+        pool.shutdown(wait=True)
+        if not conn.broken:
+            requeue_job(conn, job.id)
+        raise
+    pool.shutdown(wait=True)
+    stopped = stop_on_failure and (job.failed_before + processed - succeeded) > 0
+    status = finish_job(conn, job.id, stopped=stopped, cancelled=interrupt is not None)
+    store.prune(str(job.id), conversation_files(conn, job.id))
+    if interrupt is not None:
+        raise interrupt
+    return GenerationResult(
+        job=job,
+        status=status,
+        processed=processed,
+        succeeded=succeeded,
+        failed=processed - succeeded,
+        duration_s=time.monotonic() - started,
+        summary=job_summary(conn, job.id),
+        preview=store.read(preview_path) if preview_path else None,
+    )
+
+
+def _window(workers: int, processed: int, started: float) -> int:
+    """How many items to hold claimed: the busy workers plus what they finish in CLAIM_AHEAD_S."""
+    rate = processed / max(time.monotonic() - started, 1e-3)
+    return workers + max(CLAIM_AHEAD, int(rate * CLAIM_AHEAD_S))
+
+
+def _produce(item: Item, rows: JobRows, generator: ConversationGenerator, store: ConversationStore,
+             job_id: UUID, halt: threading.Event, stop_on_failure: bool) -> Outcome | None:
+    """Generate one item's conversation and store its file; an error fails this item (and halts under 'stop').
+
+    None when the job halted before the item started: it stays claimed until the job cancels it.
+    """
+    if halt.is_set():
+        return None
+    p = item.parameters
+    try:
+        persona = rows.personas[UUID(p["persona_id"])]
+        arc = rows.arcs[UUID(p["arc_id"])]
+        topic = rows.topics[UUID(p["topic_id"])]
+        generated = generator.generate(ConversationRequest(
+            persona=persona, arc=arc, topic=topic, tier=item.tier,
+            seed=f"{p['topic_key']}|{p['persona_key']}|{p['arc_key']}",
+        ))
+        _check_turns(generated)
+        conversation_id = uuid5(CONVERSATION_NAMESPACE, str(item.id))
+        path = (f"{job_id}/{item.position:05d}-{topic_partition_key(p['topic_key'])}"
+                f"-{topic_partition_key(p['persona_key'])}-{topic_partition_key(p['arc_key'])}.json")
+        document = {
+            "conversation_id": f"conv-{conversation_id}",
+            "batch_job_id": str(job_id),
+            "batch_item_id": str(item.id),
+            "generator": generator.name,
+            "tier": item.tier,
+            "persona": _pick(persona, "id", "persona_key", "name", "archetype"),
+            "arc": _pick(arc, "id", "arc_key", "name", "starting_emotion", "ending_emotion"),
+            "topic": _pick(topic, "id", "topic_key", "name", "category"),
+            "turn_count": generated.turn_count,
+            "total_tokens": generated.total_tokens,
+            "turns": generated.turns,
+        }
+        size = store.write(path, document, raw=generated.raw)
+    except Exception as exc:
+        if stop_on_failure:
+            halt.set()
+        return Outcome(item, error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR])
+    return Outcome(item, ConversationRow(
+        id=conversation_id,
+        conversation_id=document["conversation_id"],
+        persona_id=persona["id"],
+        arc_id=arc["id"],
+        topic_id=topic["id"],
+        tier=item.tier,
+        parameters={**{k: p[k] for k in ("topic_key", "persona_key", "arc_key")}, "batch_job_id": str(job_id),
+                    "batch_item_id": str(item.id), "generator": generator.name},
+        turn_count=generated.turn_count,
+        total_tokens=generated.total_tokens,
+        quality_score=generated.quality_score,
+        file_path=path,
+        file_size=size,
+    ))
+
+
+def _check_turns(generated: GeneratedConversation) -> None:
+    """A conversation is non-empty, starts with the user and alternates roles."""
+    roles = [t.get("role") for t in generated.turns]
+    expected = ["user" if i % 2 == 0 else "assistant" for i in range(len(roles))]
+    if not roles or roles != expected or not all(str(t.get("content") or "").strip() for t in generated.turns):
+        raise ValueError("the generator returned no conversation or turns that do not alternate user/assistant")
+
+
+def _pick(row: dict, *columns: str) -> dict:
+    """The named columns the row has, JSON-ready (ids as text)."""
+    return {c: str(row[c]) if c == "id" else row[c] for c in columns if c in row}

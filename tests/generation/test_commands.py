@@ -1,0 +1,98 @@
+"""`bulkgen generate` and `bulkgen run` as users call them: refusals write nothing, the chain does it all."""
+
+import json
+
+import psycopg
+import pytest
+
+from pipelines.cli import main
+from resources.conversation_store import ConversationStore
+from tests.generation.conftest import assert_job_sound
+
+TOPICS = "ignored_401k,esg_investing,grandparent_529"
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch) -> ConversationStore:
+    """A fresh persistent DAGSTER_HOME and conversation store, as the CLI finds them in the environment."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("CONVERSATION_STORE", str(tmp_path / "conversations"))
+    monkeypatch.setenv("GENERATOR_DELAY_MS", "0")
+    return ConversationStore()
+
+
+def _written(dsn) -> tuple:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT (SELECT json_agg(t ORDER BY t.id) FROM batch_jobs t)::text,"
+            " (SELECT count(*) FROM batch_items), (SELECT count(*) FROM conversations)"
+        ).fetchone()
+
+
+@pytest.mark.parametrize("args, error", [
+    (["generate", "--topics", TOPICS], "generation refused, nothing written: batch_jobs.status refuses 'queued', "
+                                       "'processing' (violates batch_jobs_status_check);"),
+    (["generate", "--topics", "ignored_401k,not_a_topic"], "unknown or inactive topic(s): not_a_topic"),
+    (["run", "--topics", "not_a_topic"], "unknown or inactive topic(s): not_a_topic"),
+    (["run", "--topics", " , "], "no topics selected"),
+])
+def test_refusals_exit_2_with_one_line_and_write_nothing(legacy_db, cli_env, capsys, args, error):
+    before = _written(legacy_db)
+    assert main([*args, "--database-url", legacy_db]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"bulkgen: error: {error}") and captured.err.count("\n") == 1
+    assert _written(legacy_db) == before and not cli_env.root_path().exists()
+
+
+def test_a_topic_selection_is_required(legacy_db, cli_env):
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", "--database-url", legacy_db])
+    assert exit_.value.code == 2
+
+
+def test_run_audits_fixes_and_generates_three_topics_in_one_run(legacy_db, cli_env, capsys):
+    assert main(["run", "--database-url", legacy_db, "--topics", TOPICS]) == 0
+    out = capsys.readouterr().out
+    assert out.count("== Dagster run") == 1 and "chain_job" in out
+    with psycopg.connect(legacy_db) as conn:
+        jobs = conn.execute(
+            "SELECT id, status, total_items, completed_items, successful_items, failed_items FROM batch_jobs"
+            " WHERE shared_parameters ? 'topics'"
+        ).fetchall()
+        edge = conn.execute("SELECT count(*) FROM batch_items WHERE tier = 'edge_case'").fetchone()[0]
+        legacy = dict(conn.execute("SELECT status, count(*) FROM batch_jobs WHERE NOT shared_parameters ? 'topics'"
+                                   " GROUP BY status").fetchall())
+    assert len(jobs) == 1 and jobs[0][1:] == ("completed", 72, 72, 72, 0) and edge == 27
+    assert legacy == {"queued": 2, "processing": 1, "paused": 1, "completed": 1, "failed": 1, "cancelled": 1}
+    assert assert_job_sound(legacy_db, jobs[0][0], cli_env) == {"completed": 72}
+    files = list(cli_env.root_path().rglob("*.json"))
+    assert len(files) == 72 and all(json.loads(f.read_text())["turns"] for f in files)
+    assert f"batch job {jobs[0][0]} completed" in out and "items 72 (27 edge_case, 45 template)" in out
+
+    # Now fixed through the fix asset: `generate` alone goes through, as one more job for the same topics.
+    assert main(["generate", "--database-url", legacy_db, "--topics", "esg_investing"]) == 0
+    assert "generation_job" in capsys.readouterr().out
+
+
+def test_a_fix_that_cannot_apply_stops_the_run_before_generation(legacy_db, cli_env, capsys):
+    """Inside one run the fix's failure blocks generation: exit 2, one line, no batch job, no conversation."""
+    with psycopg.connect(legacy_db, autocommit=True) as conn:
+        conn.execute("ALTER TABLE batch_jobs DROP CONSTRAINT batch_jobs_status_check")
+        conn.execute("ALTER TABLE batch_jobs ADD CONSTRAINT batch_jobs_status_check CHECK (status IN "
+                     "('pending', 'running', 'paused', 'completed', 'failed', 'cancelled', 'exploded'))")
+        conn.execute("UPDATE batch_jobs SET status = 'exploded' WHERE status = 'paused'")  # no mapping for it
+    before = _written(legacy_db)
+    assert main(["run", "--database-url", legacy_db, "--topics", TOPICS]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]  # after Dagster's once-per-DAGSTER_HOME telemetry notice
+    assert error.startswith("bulkgen: error: batch_jobs_status_constraint failed:") and "'exploded'" in error
+    assert _written(legacy_db) == before and not cli_env.root_path().exists()
+
+
+def test_demo_runs_the_chain_for_every_demo_topic(empty_db, cli_env, capsys):
+    assert main(["demo", "--database-url", empty_db]) == 0
+    out = capsys.readouterr().out
+    assert "PASS  accepts_code_statuses" in out and "items 480 (180 edge_case, 300 template); 480 completed" in out
+    with psycopg.connect(empty_db) as conn:
+        (job_id,) = conn.execute("SELECT id FROM batch_jobs WHERE shared_parameters ? 'topics'").fetchone()
+    assert assert_job_sound(empty_db, job_id, cli_env) == {"completed": 480}

@@ -1,0 +1,157 @@
+"""Processing on a real database: the whole lifecycle, stop vs continue, the concurrency bound, interrupt, requeue."""
+
+import _thread
+import threading
+import time
+
+import psycopg
+import pytest
+
+from assets.generation.batch import JobSettings, written_values
+from assets.generation.processing import generate_conversations
+from resources.generators import ConversationRequest, GeneratedConversation, TemplateGenerator
+from tests.generation.conftest import assert_job_sound
+
+TOPICS = ["ignored_401k", "esg_investing", "grandparent_529"]
+
+
+class FailingGenerator(TemplateGenerator):
+    """A real generator that fails on every item of the chosen arcs."""
+
+    fail_arcs: list[str] = []
+
+    def generate(self, request: ConversationRequest) -> GeneratedConversation:
+        if request.arc["arc_key"] in self.fail_arcs:
+            raise RuntimeError(f"model refused arc {request.arc['arc_key']}")
+        return super().generate(request)
+
+
+class Probe:
+    """Counts the generator calls running at once; can interrupt the main thread at the nth call."""
+
+    def __init__(self, interrupt_after: int | None = None):
+        self.lock, self.running, self.peak, self.calls = threading.Lock(), 0, 0, 0
+        self.interrupt_after = interrupt_after
+
+    def __enter__(self):
+        with self.lock:
+            self.running += 1
+            self.calls += 1
+            self.peak = max(self.peak, self.running)
+            if self.calls == self.interrupt_after:
+                _thread.interrupt_main()  # as Ctrl-C, or Dagster terminating the run, would
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.running -= 1
+
+
+PROBES: dict[str, Probe] = {}
+
+
+class ProbedGenerator(TemplateGenerator):
+    probe: str
+
+    def generate(self, request: ConversationRequest) -> GeneratedConversation:
+        with PROBES[self.probe]:
+            return super().generate(request)
+
+
+def _run(dsn, store, generator, settings=JobSettings(), topics=TOPICS, **kwargs):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return generate_conversations(conn, topics, generator, store, settings, label="test", **kwargs)
+
+
+def test_three_topics_make_one_completed_job_with_72_conversations_and_files(fixed_db, store):
+    result = _run(fixed_db, store, TemplateGenerator(delay_ms=0))
+    assert (result.status, result.processed, result.succeeded, result.failed) == ("completed", 72, 72, 0)
+    assert result.summary["items_by_tier"] == {"template": 45, "edge_case": 27}
+    assert assert_job_sound(fixed_db, result.job.id, store) == {"completed": 72}
+    with psycopg.connect(fixed_db) as conn:
+        rows = conn.execute(
+            "SELECT c.turn_count, a.typical_turn_count_min, a.typical_turn_count_max, c.total_tokens, c.parameters"
+            "  FROM conversations c JOIN emotional_arcs a ON a.id = c.emotional_arc_id"
+        ).fetchall()
+        assert len(rows) == 72
+        assert all(low <= turns <= high and tokens > 0 for turns, low, high, tokens, _ in rows)
+        assert all(p["generator"] == "template" and p["batch_job_id"] == str(result.job.id) for *_, p in rows)
+        scope = {"batch_jobs": "id = %s", "batch_items": "batch_job_id = %s",
+                 "conversations": "parameters ->> 'batch_job_id' = %s::text"}
+        for (table, column), allowed in written_values(JobSettings()).items():
+            query = f"SELECT DISTINCT {column} FROM {table} WHERE {scope[table]}"
+            seen = {v for (v,) in conn.execute(query, [result.job.id])}
+            assert seen <= set(allowed) | {None}, (table, column, seen)
+    assert result.preview["persona"]["name"] in {"Marcus Chen", "Jennifer Martinez", "David Chen"}
+
+
+def test_continue_processes_every_item_and_records_each_failure(fixed_db, store):
+    generator = FailingGenerator(delay_ms=0, fail_arcs=["crisis_to_referral"])
+    result = _run(fixed_db, store, generator, JobSettings(concurrent_processing=3, error_handling="continue"))
+    assert result.status == "completed"
+    assert assert_job_sound(fixed_db, result.job.id, store) == {"completed": 63, "failed": 9}
+    with psycopg.connect(fixed_db) as conn:
+        errors = conn.execute(
+            "SELECT DISTINCT error_message FROM batch_items WHERE batch_job_id = %s AND status = 'failed'",
+            [result.job.id],
+        ).fetchall()
+    assert errors == [("RuntimeError: model refused arc crisis_to_referral",)]
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_stop_stops_at_the_first_failure_and_cancels_the_rest(fixed_db, store, workers):
+    generator = FailingGenerator(delay_ms=5, fail_arcs=["confusion_to_clarity"])  # first arc: item 1 fails
+    result = _run(fixed_db, store, generator, JobSettings(concurrent_processing=workers, error_handling="stop"))
+    assert result.status == "failed"
+    counts = assert_job_sound(fixed_db, result.job.id, store)
+    # Nothing starts once item 1 failed: only items already running when it failed were processed.
+    assert counts["failed"] == 1 and result.processed <= workers
+    assert counts["cancelled"] == 72 - result.processed
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_concurrency_is_bounded_by_concurrent_processing(fixed_db, store, workers):
+    PROBES["bound"] = probe = Probe()
+    result = _run(fixed_db, store, ProbedGenerator(delay_ms=15, probe="bound"),
+                  JobSettings(concurrent_processing=workers), topics=["ignored_401k"])
+    assert result.status == "completed" and probe.calls == 24
+    assert probe.peak == workers
+
+
+def test_an_interrupted_run_cancels_the_job_then_lets_the_interrupt_through(fixed_db, store):
+    PROBES["interrupt"] = Probe(interrupt_after=6)
+    with psycopg.connect(fixed_db, autocommit=True) as conn, pytest.raises(KeyboardInterrupt):
+        generate_conversations(conn, TOPICS, ProbedGenerator(delay_ms=10, probe="interrupt"), store,
+                               JobSettings(concurrent_processing=2), label="test")
+    with psycopg.connect(fixed_db) as conn:
+        job_id, status = conn.execute("SELECT id, status FROM batch_jobs WHERE shared_parameters ? 'topics'").fetchone()
+    counts = assert_job_sound(fixed_db, job_id, store)
+    assert status == "cancelled" and counts["completed"] >= 6 and counts["cancelled"] == 72 - counts["completed"]
+
+
+class OverflowingGenerator(TemplateGenerator):
+    """Writes a quality score numeric(4, 2) cannot hold: the database itself rejects the batch."""
+
+    def generate(self, request: ConversationRequest) -> GeneratedConversation:
+        conversation = super().generate(request)
+        if request.arc["arc_key"] == "shame_to_acceptance":
+            return GeneratedConversation(conversation.turns, conversation.total_tokens, quality_score=1000.0)
+        return conversation
+
+
+def test_an_unexpected_error_requeues_the_job_and_the_next_run_resumes_it(fixed_db, store):
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        _run(fixed_db, store, OverflowingGenerator(delay_ms=0))
+    with psycopg.connect(fixed_db) as conn:
+        job_id, status, processed = conn.execute(
+            "SELECT id, status, completed_items FROM batch_jobs WHERE shared_parameters ? 'topics'"
+        ).fetchone()
+        left = dict(conn.execute(
+            "SELECT status, count(*) FROM batch_items WHERE batch_job_id = %s GROUP BY status", [job_id]
+        ).fetchall())
+    assert status == "queued" and "processing" not in left and left["queued"] == 72 - processed
+    started = time.monotonic()
+    result = _run(fixed_db, store, TemplateGenerator(delay_ms=0))
+    assert result.job.id == job_id and result.job.resumed and result.job.processed_before == processed
+    assert result.status == "completed" and result.processed == 72 - processed
+    assert assert_job_sound(fixed_db, job_id, store) == {"completed": 72}
+    assert time.monotonic() - started < 10

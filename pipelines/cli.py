@@ -1,7 +1,8 @@
 """`bulkgen`: the command line over the same plain functions and Dagster jobs the UI uses.
 
-Exit codes: 0 when nothing is wrong, 1 when the audit has `error` findings, 2 when the command
-cannot run (bad URL, unreachable database, malformed contract), with a one-line error.
+Exit codes: 0 when nothing is wrong, 1 when the audit has `error` findings (or, for `demo`, a
+verification check failed), 2 when the command cannot run (bad URL, unreachable database,
+malformed contract), with a one-line error.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import asdict
@@ -80,17 +82,38 @@ def _generation_run(args: argparse.Namespace, database: TargetDatabase, job_name
     requested = None if args.all else [t.strip() for t in args.topics.split(",") if t.strip()]
     if requested == []:
         raise CannotRun("no topics selected: pass --topics k1,k2 or --all")
+    settings = _generator_settings(args)
     _dagster_home()
     with dg.DagsterInstance.get() as instance:
         tags = _topic_range(instance, database, requested, gate_first=gate_first)
-        result = _execute(instance, job_name, args.generator, tags=tags)
+        result = _execute(instance, job_name, args.generator, tags=tags, settings=settings)
     print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}): {job_name}")
     materializations = result.asset_materializations_for_node("topic_conversations")
     if not result.success or not materializations:
         raise CannotRun(_run_failure(result))
+    metadata = materializations[0].metadata
     with database.connection() as conn:
-        print(_batch_summary(conn, materializations[0].metadata["batch_job_id"].value))
+        print(_batch_summary(conn, metadata["batch_job_id"].value))
+    if "cost_usd" in metadata:
+        print(f"   cost ${metadata['cost_usd'].value:.4f} (estimated ${metadata['estimated_cost_usd'].value:.4f}): "
+              f"{metadata['input_tokens'].value} input and {metadata['output_tokens'].value} output tokens, "
+              f"{metadata['api_requests'].value} API requests")
     return EXIT_OK
+
+
+ANTHROPIC_FLAGS = ("model", "requests_per_minute", "tokens_per_minute")
+
+
+def _generator_settings(args: argparse.Namespace) -> dict:
+    """The generator's settings given as flags. The Anthropic generator's API key is never one: it stays an
+    EnvVar (Dagster records only the name) read from ANTHROPIC_API_KEY, and the SDK reads ANTHROPIC_BASE_URL."""
+    settings = {name: getattr(args, name) for name in ANTHROPIC_FLAGS if getattr(args, name) is not None}
+    if args.generator != "anthropic":
+        if settings:
+            raise CannotRun(f"--{next(iter(settings)).replace('_', '-')} is for --generator anthropic")
+    elif not os.environ.get("ANTHROPIC_API_KEY"):
+        raise CannotRun("--generator anthropic needs the API key in ANTHROPIC_API_KEY")
+    return settings
 
 
 def _topic_range(instance, database: TargetDatabase, requested: list[str] | None, *, gate_first: bool) -> dict:
@@ -114,15 +137,16 @@ def _topic_range(instance, database: TargetDatabase, requested: list[str] | None
     return {"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end}
 
 
-def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str]):
+def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], settings: dict | None = None):
     from pipelines.definitions import defs
     from resources.database import target_database
 
     return defs.resolve_job_def(job_name).execute_in_process(
         instance=instance,
         tags=tags,
-        resources={"database": target_database(), "generator": GENERATORS[generator]()},
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        resources={"database": target_database(), "generator": GENERATORS[generator](**(settings or {}))},
+        # A failed step's error is printed on one line by the caller; its stack trace stays in the run's event log.
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
         raise_on_error=False,
     )
 
@@ -134,7 +158,8 @@ def _run_failure(result) -> str:
             error = event.step_failure_data.error
             while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
                 error = error.cause
-            return f"{event.step_key} failed: {' '.join(error.message.split())}"
+            message = re.sub(rf"^(?:[\w.]+\.)?{re.escape(error.cls_name)}: ", "", error.message)  # no class path
+            return f"{event.step_key} failed: {' '.join(message.split())}"
     return f"run {result.run_id} did not materialize topic_conversations"
 
 
@@ -169,14 +194,16 @@ def migrate(args: argparse.Namespace, database: TargetDatabase) -> int:
     """Fix the value-set constraints the audit finds refusing code values (or, with --dry-run, only plan)."""
     from assets.migration.execute import MigrationFailed, operator, outcome_text
     from assets.migration.execute import migrate as run_migration
-    from assets.migration.plan import PlanError
+    from assets.migration.plan import MissingPrivileges, PlanError
 
     contract = load_contract(args.contract)
     with database.connection(autocommit=True) as conn:
         try:
             outcome = run_migration(conn, contract, dry_run=args.dry_run, applied_by=operator("bulkgen migrate"))
+        except MissingPrivileges as exc:
+            raise CannotRun(f"migration not run: {exc}") from None
         except PlanError as exc:
-            print(f"bulkgen: migration not run: {exc}", file=sys.stderr)
+            print(f"bulkgen: migration not run: {_one_line(str(exc))}", file=sys.stderr)
             return EXIT_FINDINGS
         except MigrationFailed as exc:
             raise CannotRun(f"migration failed: {exc}") from None
@@ -210,14 +237,32 @@ def demo(args: argparse.Namespace, database: TargetDatabase) -> int:
         print(f"\n-- batch_jobs_status_constraint\n   {mat.metadata['outcome'].value}")
         print(f"   rows remapped: {mat.metadata['rows_remapped'].value}")
         print(f"\nbefore:\n{mat.metadata['constraints_before'].value}\n\nafter:\n{mat.metadata['constraints_after'].value}")
+    evaluations = result.get_asset_check_evaluations()
+    verification = [e for e in evaluations if e.asset_key == dg.AssetKey("generation_verification")]
     print("\n-- asset checks")
-    for evaluation in result.get_asset_check_evaluations():
-        print(f"   {'PASS' if evaluation.passed else 'FAIL'}  {evaluation.check_name}")
+    for evaluation in evaluations:
+        if evaluation.asset_key != dg.AssetKey("generation_verification"):
+            print(f"   {'PASS' if evaluation.passed else 'FAIL'}  {evaluation.check_name}")
     for mat in result.asset_materializations_for_node("topic_conversations")[:1]:
         with database.connection() as conn:
             print(f"\n-- topic_conversations\n{_batch_summary(conn, mat.metadata['batch_job_id'].value)}")
+    if verification:
+        print(f"\n-- generation_verification\n{_verification_summary(verification)}")
     print("\nBrowse the runs with: .venv/bin/dagster dev  (DAGSTER_HOME=.dagster_home)")
-    return EXIT_OK if result.success else EXIT_CANNOT_RUN
+    if not result.success:
+        return EXIT_CANNOT_RUN
+    return EXIT_OK if all(e.passed for e in verification) else EXIT_FINDINGS
+
+
+def _verification_summary(evaluations) -> str:
+    """Each verification check's verdict and numbers, and the first offending rows of a failed one."""
+    lines = []
+    for evaluation in evaluations:
+        metadata = evaluation.metadata
+        numbers = ", ".join(f"{k} {v.value}" for k, v in metadata.items() if k != "offending")
+        lines.append(f"   {'PASS' if evaluation.passed else 'FAIL'}  {evaluation.check_name}: {numbers}")
+        lines += [f"         {json.dumps(row)}" for row in metadata["offending"].value[:5]]
+    return "\n".join(lines)
 
 
 def _reset_embedded_app_database() -> None:
@@ -230,8 +275,13 @@ def _reset_embedded_app_database() -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"bulkgen: error: {message}", file=sys.stderr)
+    print(f"bulkgen: error: {_one_line(message)}", file=sys.stderr)
     return EXIT_CANNOT_RUN
+
+
+def _one_line(text: str) -> str:
+    """`text` safe for one terminal line: control and other unprintable characters escaped, as in Python."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -262,7 +312,14 @@ def _parser() -> argparse.ArgumentParser:
         selection = sub.add_mutually_exclusive_group(required=True)
         selection.add_argument("--topics", help="comma-separated topic keys")
         selection.add_argument("--all", action="store_true", help="every active training topic")
-        sub.add_argument("--generator", choices=sorted(GENERATORS), default="template", help="conversation generator")
+        sub.add_argument("--generator", choices=sorted(GENERATORS), default="template",
+                         help="conversation generator; anthropic reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL")
+        llm = sub.add_argument_group("the anthropic generator")
+        llm.add_argument("--model", help="Claude model id (default: the generator's)")
+        llm.add_argument("--requests-per-minute", type=int, metavar="N",
+                         help="requests per minute for the whole run (default: the generator's; 0: no limit)")
+        llm.add_argument("--tokens-per-minute", type=int, metavar="N",
+                         help="input plus output tokens per minute for the whole run (default: no limit)")
     return parser
 
 

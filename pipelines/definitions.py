@@ -5,19 +5,25 @@ import dagster as dg
 from assets.audit.asset import schema_audit
 from assets.generation.asset import topic_conversations
 from assets.migration.asset import accepts_code_statuses, batch_jobs_status_constraint
-from pipelines.jobs import audit_job, chain_job, fix_job, generation_job
-from pipelines.schedules import nightly_audit_schedule
-from pipelines.sensors import deploy_reaudit_sensor
+from assets.verification.asset import generation_verification
+from pipelines.jobs import audit_job, chain_job, fix_job, generation_job, verified_generation_job
+from pipelines.schedules import daily_generation_schedule, nightly_audit_schedule
+from pipelines.sensors import (
+    batch_job_cancel_sensor,
+    batch_job_failure_sensor,
+    deploy_reaudit_sensor,
+    topic_partitions_sensor,
+)
 from resources.conversation_store import ConversationStore
 from resources.database import target_database
 from resources.generators import TemplateGenerator
 
 defs = dg.Definitions(
-    assets=[schema_audit, batch_jobs_status_constraint, topic_conversations],
+    assets=[schema_audit, batch_jobs_status_constraint, topic_conversations, generation_verification],
     asset_checks=[accepts_code_statuses],
-    jobs=[audit_job, fix_job, generation_job, chain_job],
-    schedules=[nightly_audit_schedule],
-    sensors=[deploy_reaudit_sensor],
+    jobs=[audit_job, fix_job, generation_job, verified_generation_job, chain_job],
+    schedules=[nightly_audit_schedule, daily_generation_schedule],
+    sensors=[deploy_reaudit_sensor, topic_partitions_sensor, batch_job_failure_sensor, batch_job_cancel_sensor],
     resources={
         "database": target_database(),
         "generator": TemplateGenerator(),

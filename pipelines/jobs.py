@@ -22,10 +22,20 @@ generation_job = dg.define_asset_job(
     description="Generate conversations for the selected topics: one batch job per run (gated on the fix).",
 )
 
+verified_generation_job = dg.define_asset_job(
+    "verified_generation_job",
+    selection=dg.AssetSelection.assets("topic_conversations", "generation_verification"),
+    executor_def=dg.in_process_executor,
+    description="Generate conversations for the selected topics, then verify the batch job: the daily schedule's "
+    "run (no migration runs unattended; the gate refuses an unfixed database).",
+)
+
 chain_job = dg.define_asset_job(
     "chain_job",
-    selection=dg.AssetSelection.assets("schema_audit", "batch_jobs_status_constraint", "topic_conversations"),
+    selection=dg.AssetSelection.assets(
+        "schema_audit", "batch_jobs_status_constraint", "topic_conversations", "generation_verification"
+    ),
     executor_def=dg.in_process_executor,
-    description="Audit, fix and generate for the selected topics in one run: generation only after the fix's "
-    "blocking check passed.",
+    description="Audit, fix, generate and verify for the selected topics in one run: generation only after the "
+    "fix's blocking check passed.",
 )

@@ -1,7 +1,8 @@
 """The `topics` partitions: one dynamic partition per active training topic.
 
 A partition key is the topic's `topic_key` when that is already a plain slug, else a slug of
-it plus a short hash (so keys stay unique and valid: no `...`, no control characters).
+it, `~` and a hash of it: valid (no `...`, no control characters, no `/`) and unique, since no
+plain slug has a `~`.
 
 Dagster orders dynamic partitions by insertion and a run covers one contiguous range of them.
 The order carries no meaning here, so `selection_range` re-appends a selection's keys when
@@ -26,11 +27,11 @@ class TopicSelectionError(ValueError):
 
 
 def topic_partition_key(topic_key: str) -> str:
-    """The partition key of a topic: the key itself when it is a plain slug, else slug + hash."""
+    """The partition key of a topic: the key itself when it is a plain slug, else slug~hash."""
     if _PLAIN.fullmatch(topic_key):
         return topic_key
     slug = re.sub(r"[^a-z0-9]+", "_", topic_key.lower()).strip("_")[:80] or "topic"
-    return f"{slug}-{hashlib.sha256(topic_key.encode()).hexdigest()[:8]}"
+    return f"{slug}~{hashlib.sha256(topic_key.encode()).hexdigest()[:12]}"
 
 
 def active_topics(conn: psycopg.Connection) -> dict[str, str]:
@@ -49,7 +50,8 @@ def select_topics(conn: psycopg.Connection, requested: list[str] | None) -> dict
     by_topic = {topic: key for key, topic in active.items()}
     unknown = [r for r in requested if r not in by_topic and r not in active]
     if unknown:
-        raise TopicSelectionError(f"unknown or inactive topic(s): {', '.join(unknown)}")
+        shown = (u if len(u) <= 60 else f"{u[:57]}... ({len(u)} characters)" for u in unknown)
+        raise TopicSelectionError(f"unknown or inactive topic(s): {', '.join(shown)}")
     keys = dict.fromkeys(by_topic.get(r, r) for r in requested)
     return {key: active[key] for key in keys}
 

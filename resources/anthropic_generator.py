@@ -27,7 +27,6 @@ import random
 import string
 import threading
 import time
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +39,8 @@ from resources.generators import (
     ConversationGenerator,
     ConversationRequest,
     GeneratedConversation,
+    GenerationError,
+    Usage,
     _tokens,
     _turn_range,
 )
@@ -79,39 +80,13 @@ REPLY_ATTEMPTS = 2  # a reply that fails validation is asked for once more
 TOKENS_PER_TURN = 120  # a rough size of one turn, for the cost estimated before a batch runs
 
 
-@dataclass(frozen=True)
-class Usage:
-    """What generating took: HTTP requests sent (retries included), replies billed, and their tokens."""
-
-    requests: int = 0
-    replies: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(self.requests + other.requests, self.replies + other.replies,
-                     self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
-
-
-@dataclass(frozen=True)
-class AnthropicConversation(GeneratedConversation):
-    """A generated conversation with the usage behind it, summed over every call it took."""
-
-    usage: Usage = field(default_factory=Usage)
-
-
-class AnthropicGenerationError(RuntimeError):
+class AnthropicGenerationError(GenerationError):
     """No conversation for a request. The message is the real cause: the API's status, error type
     and message, or why the replies failed validation. `usage` counts what the attempts cost."""
 
     def __init__(self, message: str, *, usage: Usage | None = None, status_code: int | None = None,
                  error_type: str | None = None):
-        super().__init__(message)
-        self.usage = usage or Usage()
+        super().__init__(message, usage=usage)
         self.status_code = status_code
         self.error_type = error_type
 
@@ -217,10 +192,11 @@ class AnthropicGenerator(ConversationGenerator):
     backoff_base_s: float = Field(default=1.0, description="First retry's backoff; it doubles each retry, with jitter.")
     backoff_cap_s: float = Field(default=30.0, description="Longest backoff (a longer retry-after is still honoured).")
     requests_per_minute: int | None = Field(
-        default=50, description="Requests per minute for the whole process (unset: no limit); the API tier's limit."
+        default=50,
+        description="Requests per minute for the whole process (unset or 0: no limit); the API tier's limit.",
     )
     tokens_per_minute: int | None = Field(
-        default=None, description="Input plus output tokens per minute for the whole process (unset: no limit)."
+        default=None, description="Input plus output tokens per minute for the whole process (unset or 0: no limit)."
     )
     input_price_per_mtok: float = Field(default=2.0, description="US dollars per million input tokens (Sonnet 5).")
     output_price_per_mtok: float = Field(default=10.0, description="US dollars per million output tokens (Sonnet 5).")
@@ -232,7 +208,7 @@ class AnthropicGenerator(ConversationGenerator):
     def name(self) -> str:
         return "anthropic"
 
-    def generate(self, request: ConversationRequest) -> AnthropicConversation:
+    def generate(self, request: ConversationRequest) -> GeneratedConversation:
         system, user = render_prompt(request)
         usage = Usage()
         failures = []
@@ -244,7 +220,8 @@ class AnthropicGenerator(ConversationGenerator):
                 failures.append(f"reply {attempt}: {exc}")
                 log.warning("anthropic: %s: invalid reply %d of %d: %s", request.seed, attempt, REPLY_ATTEMPTS, exc)
                 continue
-            return AnthropicConversation(turns=turns, total_tokens=usage.total_tokens, raw=message.to_json(), usage=usage)
+            return GeneratedConversation(turns=turns, total_tokens=usage.total_tokens, raw=message.to_json(),
+                                         usage=usage)
         raise AnthropicGenerationError(f"the model's replies failed validation ({'; '.join(failures)})", usage=usage)
 
     def estimate_usage(self, request: ConversationRequest) -> Usage:

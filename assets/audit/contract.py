@@ -60,6 +60,9 @@ def load_contract(path: str | Path = DEFAULT_CONTRACT) -> Contract:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ContractError(f"{path}: cannot read contract: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise ContractError(f"{path}: not UTF-8 text: byte {byte:#04x} at offset {exc.start}") from None
     except yaml.YAMLError as exc:
         raise ContractError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     return parse_contract(raw, str(path))

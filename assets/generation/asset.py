@@ -1,9 +1,19 @@
-"""The `topic_conversations` asset: one batch job per run over the run's topic partitions."""
+"""The `topic_conversations` asset: one batch job per run over the run's topic partitions.
+
+Automated materializations (the automation condition sensor, when an operator turns it on)
+generate a topic once, when its partition is added (`on_missing`: a new topic from the topic
+sensor), and only once the fix's blocking check has passed on its latest materialization
+(`all_deps_blocking_checks_passed`): a blocking check stops downstream steps only inside its
+own run, and this carries that across runs. Existing topics are not regenerated each time the
+fix is materialized (`eager` would): regeneration is the daily schedule's, or an operator's,
+and can cost money with an LLM generator. The in-asset gate stays for every other way in.
+"""
 
 import warnings
 from typing import Literal
 
 import dagster as dg
+import psycopg
 from pydantic import Field
 
 from assets.audit.asset import CONTRACT
@@ -13,10 +23,17 @@ from assets.generation.processing import GenerationResult, generate_conversation
 from assets.migration.asset import batch_jobs_status_constraint
 from pipelines.partitions import select_topics, topics
 from resources.conversation_store import ConversationStore
-from resources.database import TargetDatabase
+from resources.database import DatabaseUnavailable, TargetDatabase, connection_lost
 from resources.generators import ConversationGenerator
 
 PREVIEW_TURNS = 4
+DB_RETRIES = 5  # a lost database (restart, failover): the step is retried with backoff, 1 s to 16 s, and resumes
+AUTOMATION = dg.AutomationCondition.on_missing() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def run_label(run_id: str) -> str:
+    """How a batch job records the Dagster run processing it (its `shared_parameters.run`, and its name)."""
+    return f"run {run_id}"
 
 
 class GenerationConfig(dg.Config):
@@ -36,6 +53,7 @@ with warnings.catch_warnings():
         deps=[batch_jobs_status_constraint],
         group_name="generation",
         kinds={"postgres", "python"},
+        automation_condition=AUTOMATION,
         description="Conversations for each topic × persona × emotional arc, generated as one batch job per run; "
         "refuses to write unless the live schema accepts every value it writes and the fix passed its check.",
     )
@@ -50,20 +68,28 @@ def topic_conversations(
     conversation_store: ConversationStore,
 ) -> dg.MaterializeResult:
     settings = JobSettings(config.concurrent_processing, config.error_handling, config.priority)
-    with database.connection(autocommit=True) as conn:
-        selected = select_topics(conn, list(context.partition_keys))
-        ensure_gate_open(conn, CONTRACT, written_values(settings), context.instance)
-        result = generate_conversations(
-            conn, list(selected.values()), generator, conversation_store, settings,
-            label=f"run {context.run.run_id[:8]}", log=context.log.info,
-        )
+    try:
+        with database.connection(autocommit=True) as conn:
+            selected = select_topics(conn, list(context.partition_keys))
+            ensure_gate_open(conn, CONTRACT, written_values(settings), context.instance)
+            result = generate_conversations(
+                conn, list(selected.values()), generator, conversation_store, settings,
+                label=run_label(context.run.run_id), log=context.log.info,
+            )
+    except (psycopg.Error, DatabaseUnavailable) as exc:
+        if not connection_lost(exc):
+            raise
+        wait = 2 ** min(context.retry_number, 4)
+        context.log.warning(f"lost the database ({' '.join(str(exc).split())}); "
+                            f"retry {context.retry_number + 1} of {DB_RETRIES} in {wait} s resumes the batch job")
+        raise dg.RetryRequested(max_retries=DB_RETRIES, seconds_to_wait=wait) from exc
     context.log.info(f"batch job {result.job.id} {result.status}: {result.summary['items_by_status']}")
     if result.status != "completed":
-        raise dg.Failure(f"batch job {result.job.id} ended {result.status}", metadata=_metadata(result))
-    return dg.MaterializeResult(metadata=_metadata(result))
+        raise dg.Failure(f"batch job {result.job.id} ended {result.status}", metadata=_metadata(result, generator))
+    return dg.MaterializeResult(metadata=_metadata(result, generator))
 
 
-def _metadata(result: GenerationResult) -> dict:
+def _metadata(result: GenerationResult, generator: ConversationGenerator) -> dict:
     summary = result.summary
     return {
         "batch_job_id": str(result.job.id),
@@ -77,6 +103,23 @@ def _metadata(result: GenerationResult) -> dict:
         "throughput_items_per_s": dg.MetadataValue.float(round(result.throughput, 2)),
         "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
         "preview": dg.MetadataValue.md(_preview(result.preview)),
+    } | _cost(result, generator)
+
+
+def _cost(result: GenerationResult, generator: ConversationGenerator) -> dict:
+    """A metered generator's estimated and actual cost and the API's token counts for this run (numbers, so the
+    UI plots them across runs); nothing for a generator that bills nothing."""
+    if result.estimated_usage is None:
+        return {}
+    usage, estimated = result.usage, result.estimated_usage
+    return {
+        "estimated_cost_usd": dg.MetadataValue.float(round(generator.cost(estimated), 6)),
+        "cost_usd": dg.MetadataValue.float(round(generator.cost(usage), 6)),
+        "estimated_tokens": estimated.total_tokens,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+        "api_requests": usage.requests,
     }
 
 

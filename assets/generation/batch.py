@@ -26,6 +26,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from assets.generation.scaffolding import BASE_TIER, EDGE_TIER, Scaffolding, item_tier
+from pipelines.partitions import topic_partition_key
+from resources.generators import Usage
 
 JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
 ITEM_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
@@ -108,6 +110,7 @@ class Outcome:
     item: Item
     conversation: ConversationRow | None = None
     error: str | None = None
+    usage: Usage | None = None  # what a metered generator was billed for the item, failed or not
 
 
 def open_job(
@@ -135,6 +138,11 @@ def open_job(
                 " WHERE batch_job_id = %s AND status = 'processing'",
                 [row["id"]],
             )
+            conn.execute(  # the run now processing the job, which the run-failure sensor looks it up by
+                "UPDATE batch_jobs SET shared_parameters = jsonb_set(shared_parameters, '{run}', %s)"
+                " WHERE id = %s AND status IN ('queued', 'processing')",
+                [Jsonb(label), row["id"]],
+            )
             return BatchJob(
                 id=row["id"], name=row["name"], total_items=row["total_items"], resumed=True,
                 processed_before=row["completed_items"], failed_before=row["failed_items"],
@@ -149,7 +157,8 @@ def _create_job(conn, scaffolding: Scaffolding, settings: JobSettings, topic_key
                 generator: str) -> BatchJob:
     triples = list(itertools.product(scaffolding.topics, scaffolding.personas, scaffolding.arcs))
     tiers = {item_tier(arc) for arc in scaffolding.arcs}
-    shown = ", ".join(topic_keys[:3]) + (f" +{len(topic_keys) - 3} more" if len(topic_keys) > 3 else "")
+    shown = ", ".join(map(topic_partition_key, topic_keys[:3]))  # printable and short, whatever the keys hold
+    shown += f" +{len(topic_keys) - 3} more" if len(topic_keys) > 3 else ""
     name = f"generation {label}: {len(topic_keys)} topic(s) ({shown})"
     shared = {
         "topics": topic_keys,
@@ -193,12 +202,24 @@ def unlock_job(conn: psycopg.Connection, job_id: UUID) -> None:
 
 
 def start_job(conn: psycopg.Connection, job_id: UUID) -> None:
+    """The job is `processing`, unless another run finished it while this one waited for its lock."""
     with conn.transaction():
         conn.execute(
             "UPDATE batch_jobs SET status = 'processing', started_at = COALESCE(started_at, now()),"
-            " updated_at = now() WHERE id = %s",
+            " updated_at = now() WHERE id = %s AND status IN ('queued', 'processing')",
             [job_id],
         )
+
+
+def queued_items(conn: psycopg.Connection, job_id: UUID) -> list[Item]:
+    """The job's items waiting to run, unclaimed: what a run estimates its cost over before it starts."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT id, position, topic, tier, parameters FROM batch_items"
+            " WHERE batch_job_id = %s AND status = 'queued' ORDER BY position",
+            [job_id],
+        ).fetchall()
+    return [Item(r["id"], r["position"], r["topic"], r["tier"], r["parameters"]) for r in rows]
 
 
 def claim_items(conn: psycopg.Connection, job_id: UUID, limit: int, estimated_time: int | None) -> list[Item]:
@@ -218,12 +239,11 @@ def claim_items(conn: psycopg.Connection, job_id: UUID, limit: int, estimated_ti
 _INSERT_CONVERSATIONS = """
 INSERT INTO conversations (id, conversation_id, persona_id, emotional_arc_id, training_topic_id, tier, status,
                            parameters, turn_count, total_tokens, quality_score, file_path, file_size)
-SELECT c.id, c.conversation_id, c.persona_id, c.arc_id, c.topic_id, c.tier, %s, c.parameters::jsonb,
+SELECT c.id, c.conversation_id, c.persona_id, c.arc_id, c.topic_id, c.tier, %s, c.parameters,
        c.turn_count, c.total_tokens, c.quality_score, c.file_path, c.file_size
-  FROM unnest(%s::uuid[], %s::text[], %s::uuid[], %s::uuid[], %s::uuid[], %s::text[], %s::text[],
-              %s::int[], %s::int[], %s::numeric[], %s::text[], %s::bigint[])
-       AS c(id, conversation_id, persona_id, arc_id, topic_id, tier, parameters, turn_count, total_tokens,
-            quality_score, file_path, file_size)
+  FROM jsonb_to_recordset(%s::jsonb)
+       AS c(id uuid, conversation_id text, persona_id uuid, arc_id uuid, topic_id uuid, tier text, parameters jsonb,
+            turn_count int, total_tokens int, quality_score numeric, file_path text, file_size bigint)
 """
 
 _COUNT = """
@@ -249,29 +269,30 @@ def record_outcomes(
     done = [o for o in outcomes if o.conversation is not None]
     failed = [o for o in outcomes if o.conversation is None]
     rows = [o.conversation for o in done]
+    # Rows go as one JSON document per statement: json.dumps is C, while adapting a dozen Python lists
+    # to arrays costs the thread that records outcomes (and holds the GIL) several times as much.
     with conn.pipeline() as pipeline, conn.transaction():  # one round trip for the statements
         if done:
-            conn.execute(_INSERT_CONVERSATIONS, [
-                CONVERSATION_STATUS,
-                [c.id for c in rows], [c.conversation_id for c in rows], [c.persona_id for c in rows],
-                [c.arc_id for c in rows], [c.topic_id for c in rows], [c.tier for c in rows],
-                [json.dumps(c.parameters) for c in rows], [c.turn_count for c in rows],
-                [c.total_tokens for c in rows], [c.quality_score for c in rows], [c.file_path for c in rows],
-                [c.file_size for c in rows],
-            ])
+            conn.execute(_INSERT_CONVERSATIONS, [CONVERSATION_STATUS, json.dumps([
+                {"id": str(c.id), "conversation_id": c.conversation_id, "persona_id": str(c.persona_id),
+                 "arc_id": str(c.arc_id), "topic_id": str(c.topic_id), "tier": c.tier, "parameters": c.parameters,
+                 "turn_count": c.turn_count, "total_tokens": c.total_tokens, "quality_score": c.quality_score,
+                 "file_path": c.file_path, "file_size": c.file_size}
+                for c in rows
+            ])])
         completed = conn.execute(
             "UPDATE batch_items AS b SET status = 'completed', progress = 100, conversation_id = u.conversation,"
             " error_message = NULL, estimated_time = NULL, updated_at = now()"
-            " FROM unnest(%s::uuid[], %s::uuid[]) AS u(item, conversation)"
+            " FROM jsonb_to_recordset(%s::jsonb) AS u(item uuid, conversation uuid)"
             " WHERE b.id = u.item AND b.batch_job_id = %s AND b.status = 'processing'",
-            [[o.item.id for o in done], [c.id for c in rows], job_id],
+            [json.dumps([{"item": str(o.item.id), "conversation": str(c.id)} for o, c in zip(done, rows)]), job_id],
         )
         failures = conn.execute(
             "UPDATE batch_items AS b SET status = 'failed', progress = 100, error_message = u.message,"
             " estimated_time = NULL, updated_at = now()"
-            " FROM unnest(%s::uuid[], %s::text[]) AS u(item, message)"
+            " FROM jsonb_to_recordset(%s::jsonb) AS u(item uuid, message text)"
             " WHERE b.id = u.item AND b.batch_job_id = %s AND b.status = 'processing'",
-            [[o.item.id for o in failed], [o.error for o in failed], job_id],
+            [json.dumps([{"item": str(o.item.id), "message": o.error} for o in failed]), job_id],
         )
         conn.execute(_COUNT, {"processed": len(outcomes), "succeeded": len(done), "failed": len(failed),
                               "seconds_per_item": seconds_per_item, "job": job_id})
@@ -281,7 +302,10 @@ def record_outcomes(
 
 
 def finish_job(conn: psycopg.Connection, job_id: UUID, *, stopped: bool, cancelled: bool) -> str:
-    """The job's final status; when stopped or cancelled, the items it never ran become `cancelled`."""
+    """The job's final status; when stopped or cancelled, the items it never ran become `cancelled`.
+
+    A job already final (another run finished it while this one waited for its lock) keeps its status.
+    """
     with conn.transaction():
         if stopped or cancelled:
             conn.execute(
@@ -290,11 +314,14 @@ def finish_job(conn: psycopg.Connection, job_id: UUID, *, stopped: bool, cancell
                 [job_id],
             )
         (status,) = conn.execute(
-            "UPDATE batch_jobs SET status = CASE WHEN %(cancelled)s THEN 'cancelled'"
+            "WITH final AS ("
+            " UPDATE batch_jobs SET status = CASE WHEN %(cancelled)s THEN 'cancelled'"
             "                                    WHEN %(stopped)s OR successful_items = 0 THEN 'failed'"
             "                                    ELSE 'completed' END,"
             "       completed_at = now(), estimated_time_remaining = 0, updated_at = now()"
-            " WHERE id = %(job)s RETURNING status",
+            " WHERE id = %(job)s AND status IN ('queued', 'processing') RETURNING status)"
+            " SELECT status FROM final UNION ALL SELECT status FROM batch_jobs WHERE id = %(job)s"
+            "   AND NOT EXISTS (SELECT FROM final)",
             {"cancelled": cancelled, "stopped": stopped, "job": job_id},
         ).fetchone()
     return status
@@ -309,6 +336,38 @@ def requeue_job(conn: psycopg.Connection, job_id: UUID) -> None:
             [job_id],
         )
         conn.execute("UPDATE batch_jobs SET status = 'queued', updated_at = now() WHERE id = %s", [job_id])
+
+
+def release_run_jobs(conn: psycopg.Connection, label: str, *, cancelled: bool) -> list[UUID]:
+    """After the run `label` ended with its job still `processing` (its process died): leave nothing `processing`.
+
+    A failed run's job is requeued, as after an unexpected error, for the next run to resume; a
+    canceled run's job is cancelled. A job a live session holds (resumed since) is left alone.
+    """
+    candidates = conn.execute(
+        "SELECT id FROM batch_jobs WHERE status = 'processing' AND shared_parameters ->> 'run' = %s", [label]
+    ).fetchall()
+    released = []
+    for (job_id,) in candidates:
+        try:
+            with conn.transaction():
+                _lock_job(conn, job_id, wait="100ms")
+        except JobBusy:
+            continue
+        try:
+            status, run = conn.execute(
+                "SELECT status, shared_parameters ->> 'run' FROM batch_jobs WHERE id = %s", [job_id]
+            ).fetchone()
+            if (status, run) != ("processing", label):  # finished or resumed while this waited
+                continue
+            if cancelled:
+                finish_job(conn, job_id, stopped=False, cancelled=True)
+            else:
+                requeue_job(conn, job_id)
+            released.append(job_id)
+        finally:
+            unlock_job(conn, job_id)
+    return released
 
 
 def conversation_files(conn: psycopg.Connection, job_id: UUID) -> set[str]:

@@ -4,8 +4,8 @@ Blocking asset checks stop downstream steps only inside one run, so before any w
 generation asset also checks, itself:
 
 1. the live database accepts every value generation writes into an enum-like column (the
-   audit's own evaluation of the CHECK constraints, enum types and domains, read-only), and
-   every table and column it writes exists;
+   audit's own evaluation of the CHECK constraints, enum types and domains, read-only),
+   every table and column it writes exists, and the role may read and write them;
 2. the fix asset's latest materialization passed its blocking check (read from the Dagster
    instance), so a database fixed by hand or half-migrated is not taken on trust.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dagster as dg
 import psycopg
+from psycopg import sql
 
 from assets.audit.catalog import read_catalog
 from assets.audit.contract import Contract
@@ -23,6 +24,10 @@ from assets.migration.asset import accepts_code_statuses, batch_jobs_status_cons
 FIX_ASSET = batch_jobs_status_constraint.key
 (FIX_CHECK,) = accepts_code_statuses.check_keys
 WRITTEN_TABLES = ("batch_jobs", "batch_items", "conversations")
+PRIVILEGES = {  # what generation does to each table it touches
+    "personas": "SELECT", "emotional_arcs": "SELECT", "training_topics": "SELECT",
+    "batch_jobs": "SELECT, INSERT, UPDATE", "batch_items": "SELECT, INSERT, UPDATE", "conversations": "SELECT, INSERT",
+}
 
 
 class GateClosed(RuntimeError):
@@ -50,6 +55,7 @@ def database_refusals(
                        if not c.optional and c.name not in live[table].columns]
             if missing:
                 problems.append(f"{table} lacks column(s) {', '.join(missing)}")
+        problems += privilege_refusals(conn, contract.schema, [t for t in PRIVILEGES if t in live])
         for (table, column), values in writes.items():
             if table not in live or column not in live[table].columns:
                 continue
@@ -59,6 +65,19 @@ def database_refusals(
             for value, reason in verdict.rejected.items():
                 by_reason.setdefault(reason, []).append(value)
             problems += [f"{table}.{column} refuses {_quote(vs)} ({reason})" for reason, vs in by_reason.items()]
+    return problems
+
+
+def privilege_refusals(conn: psycopg.Connection, schema: str, tables: list[str]) -> list[str]:
+    """One line per table on which the current role lacks a privilege generation uses, naming them."""
+    problems = []
+    for table in tables:
+        name = sql.Identifier(schema, table).as_string(conn)
+        lacking = [p for p in PRIVILEGES[table].split(", ")
+                   if not conn.execute("SELECT has_table_privilege(%s::regclass, %s)", [name, p]).fetchone()[0]]
+        if lacking:
+            (user,) = conn.execute("SELECT current_user").fetchone()
+            problems.append(f"role {user} lacks {', '.join(lacking)} on {schema}.{table}")
     return problems
 
 

@@ -8,6 +8,9 @@ committed (the process died in between) is rewritten when its item is retried, a
 the prune that ends every run of the job. Outcomes are committed together every COMMIT_EVERY_S,
 so commits grow with throughput instead of costing a transaction per item.
 
+A metered generator estimates the queued items' usage before the first one starts, and every
+outcome carries what its item was billed, so the job's estimated and actual cost can be compared.
+
 Once an item fails under `error_handling = 'stop'`, or the run is interrupted (Ctrl-C, Dagster
 terminating the run), no further item starts: those already running are recorded and the
 job's remaining items are cancelled.
@@ -36,15 +39,23 @@ from assets.generation.batch import (
     finish_job,
     job_summary,
     open_job,
+    queued_items,
     record_outcomes,
     requeue_job,
     start_job,
     unlock_job,
 )
+from assets.generation.faults import fault_point
 from assets.generation.scaffolding import JobRows, load_job_rows, load_scaffolding
 from pipelines.partitions import topic_partition_key
 from resources.conversation_store import ConversationStore
-from resources.generators import ConversationGenerator, ConversationRequest, GeneratedConversation
+from resources.generators import (
+    ConversationGenerator,
+    ConversationRequest,
+    GeneratedConversation,
+    GenerationError,
+    Usage,
+)
 
 CONVERSATION_NAMESPACE = UUID("6f1c0a52-41f4-4c3e-9f55-bb1f3d0c9a27")  # conversation id = uuid5(item id)
 CLAIM_AHEAD = 16  # items claimed beyond the busy workers, so they never wait on the database ...
@@ -63,6 +74,8 @@ class GenerationResult:
     duration_s: float
     summary: dict  # job_summary() after the run
     preview: dict | None  # one conversation this run wrote, as stored
+    estimated_usage: Usage | None  # for the items queued when this run started; None: the generator bills nothing
+    usage: Usage  # what this run's items were billed, failed items included
 
     @property
     def throughput(self) -> float:
@@ -87,6 +100,7 @@ def generate_conversations(
     if not conn.autocommit:
         raise ValueError("generation needs an autocommit connection: each step commits on its own")
     job = open_job(conn, load_scaffolding(conn, topic_keys), settings, label=label, generator=generator.name)
+    fault_point("opened")
     log(f"{'resumed' if job.resumed else 'created'} batch job {job.id}: {job.total_items} items"
         + (f", {job.processed_before} already processed" if job.resumed else ""))
     try:
@@ -98,7 +112,9 @@ def generate_conversations(
 
 def _process(conn, job: BatchJob, generator, store: ConversationStore) -> GenerationResult:
     rows = load_job_rows(conn, job.id)
+    estimated = _estimate(conn, job.id, rows, generator)
     start_job(conn, job.id)
+    fault_point("started")
     workers = job.settings.concurrent_processing
     stop_on_failure = job.settings.error_handling == "stop"
     halt = threading.Event()  # once set, no item starts: a failure under 'stop', or an interrupt
@@ -107,6 +123,7 @@ def _process(conn, job: BatchJob, generator, store: ConversationStore) -> Genera
     interrupt, exhausted = None, False
     in_flight: set[Future] = set()
     processed = succeeded = 0
+    usage = Usage()
     preview_path = None
     started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generate")
@@ -118,6 +135,7 @@ def _process(conn, job: BatchJob, generator, store: ConversationStore) -> Genera
                     wanted = window - len(in_flight)
                     per_item = math.ceil((time.monotonic() - started) * workers / processed) if processed else None
                     items = claim_items(conn, job.id, wanted, per_item)
+                    fault_point("claimed")
                     exhausted = len(items) < wanted
                     in_flight |= {pool.submit(_produce, item, rows, generator, store, job.id, halt, stop_on_failure)
                                   for item in items}
@@ -129,7 +147,9 @@ def _process(conn, job: BatchJob, generator, store: ConversationStore) -> Genera
                 if not outcomes:
                     continue
                 processed += len(outcomes)
+                usage = sum((o.usage for o in outcomes if o.usage is not None), usage)
                 record_outcomes(conn, job.id, outcomes, (time.monotonic() - started) / processed)
+                fault_point("recorded")
                 ok = [o for o in outcomes if o.conversation is not None]
                 succeeded += len(ok)
                 preview_path = preview_path or (ok[0].conversation.file_path if ok else None)
@@ -148,8 +168,10 @@ def _process(conn, job: BatchJob, generator, store: ConversationStore) -> Genera
         raise
     pool.shutdown(wait=True)
     stopped = stop_on_failure and (job.failed_before + processed - succeeded) > 0
+    fault_point("finishing")
+    store.prune(str(job.id), conversation_files(conn, job.id))  # before the job is final: a kill after leaves no orphan
     status = finish_job(conn, job.id, stopped=stopped, cancelled=interrupt is not None)
-    store.prune(str(job.id), conversation_files(conn, job.id))
+    fault_point("finished")
     if interrupt is not None:
         raise interrupt
     return GenerationResult(
@@ -161,7 +183,24 @@ def _process(conn, job: BatchJob, generator, store: ConversationStore) -> Genera
         duration_s=time.monotonic() - started,
         summary=job_summary(conn, job.id),
         preview=store.read(preview_path) if preview_path else None,
+        estimated_usage=estimated,
+        usage=usage,
     )
+
+
+def _estimate(conn, job_id: UUID, rows: JobRows, generator: ConversationGenerator) -> Usage | None:
+    """The usage the queued items should take, asked of the generator before any is generated."""
+    total = Usage()
+    for item in queued_items(conn, job_id):
+        try:
+            request = _request(item, rows)
+        except KeyError:  # a row gone since the job was made: the item fails with that when it runs
+            continue
+        estimate = generator.estimate_usage(request)
+        if estimate is None:
+            return None  # not metered
+        total += estimate
+    return total
 
 
 def _window(workers: int, processed: int, started: float) -> int:
@@ -179,14 +218,11 @@ def _produce(item: Item, rows: JobRows, generator: ConversationGenerator, store:
     if halt.is_set():
         return None
     p = item.parameters
+    generated = None
     try:
-        persona = rows.personas[UUID(p["persona_id"])]
-        arc = rows.arcs[UUID(p["arc_id"])]
-        topic = rows.topics[UUID(p["topic_id"])]
-        generated = generator.generate(ConversationRequest(
-            persona=persona, arc=arc, topic=topic, tier=item.tier,
-            seed=f"{p['topic_key']}|{p['persona_key']}|{p['arc_key']}",
-        ))
+        request = _request(item, rows)
+        persona, arc, topic = request.persona, request.arc, request.topic
+        generated = generator.generate(request)
         _check_turns(generated)
         conversation_id = uuid5(CONVERSATION_NAMESPACE, str(item.id))
         path = (f"{job_id}/{item.position:05d}-{topic_partition_key(p['topic_key'])}"
@@ -205,10 +241,12 @@ def _produce(item: Item, rows: JobRows, generator: ConversationGenerator, store:
             "turns": generated.turns,
         }
         size = store.write(path, document, raw=generated.raw)
+        fault_point("written")  # the file is stored, its item not yet completed
     except Exception as exc:
         if stop_on_failure:
             halt.set()
-        return Outcome(item, error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR])
+        billed = exc.usage if isinstance(exc, GenerationError) else generated.usage if generated else None
+        return Outcome(item, error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR], usage=billed)
     return Outcome(item, ConversationRow(
         id=conversation_id,
         conversation_id=document["conversation_id"],
@@ -223,7 +261,17 @@ def _produce(item: Item, rows: JobRows, generator: ConversationGenerator, store:
         quality_score=generated.quality_score,
         file_path=path,
         file_size=size,
-    ))
+    ), usage=generated.usage)
+
+
+def _request(item: Item, rows: JobRows) -> ConversationRequest:
+    """What an item asks of the generator: its rows, and a seed stable for the item."""
+    p = item.parameters
+    return ConversationRequest(
+        persona=rows.personas[UUID(p["persona_id"])], arc=rows.arcs[UUID(p["arc_id"])],
+        topic=rows.topics[UUID(p["topic_id"])], tier=item.tier,
+        seed=f"{p['topic_key']}|{p['persona_key']}|{p['arc_key']}",
+    )
 
 
 def _check_turns(generated: GeneratedConversation) -> None:

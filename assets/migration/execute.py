@@ -24,7 +24,7 @@ import psycopg
 from assets.audit.catalog import read_catalog
 from assets.audit.contract import Contract
 from assets.migration.ledger import ledger_entries, record_step
-from assets.migration.plan import MigrationSettings, Plan, Step, make_plan
+from assets.migration.plan import MigrationSettings, Plan, Step, make_plan, require_privileges
 
 _RETRYABLE = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
 _FIRST_BACKOFF_S, _MAX_BACKOFF_S = 0.05, 2.0
@@ -100,12 +100,15 @@ def migrate(
 def apply_plan(
     conn: psycopg.Connection, contract: Contract, plan: Plan, *, applied_by: str, run_id: str | None = None
 ) -> Outcome:
-    """Run a plan on an autocommit connection; raises PlanError before anything runs if it has errors."""
+    """Run a plan on an autocommit connection; raises PlanError before anything runs if it has errors, or
+    MissingPrivileges if the role lacks a privilege the plan uses."""
     if not conn.autocommit:
         raise ValueError("apply_plan needs an autocommit connection: each step is its own transaction")
     plan.require_runnable()
     if not plan.steps:
         return Outcome(plan, False, _nothing_to_do(conn, plan.schema, plan.describe()))
+    require_privileges(conn, plan.schema, alter=[f.table for f in plan.fixes],
+                       update=[f.table for f in plan.fixes if f.remap], ledger=True)
     runner = _Runner(conn, contract, plan, applied_by, run_id)
     records = []
     for index, step in enumerate(plan.steps):

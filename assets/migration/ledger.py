@@ -45,16 +45,26 @@ VALUES (%(plan_hash)s, %(step)s, %(kind)s, %(sql)s, %(rows_remapped)s, %(transac
 
 
 def record_step(conn: psycopg.Connection, schema: str, **entry: Any) -> None:
-    """Create the ledger if missing and add one step (the columns of `_INSERT`) in the caller's transaction."""
+    """Create the ledger if missing and add one step (the columns of `_INSERT`) in the caller's transaction.
+
+    Only a missing ledger is created: CREATE ... IF NOT EXISTS would need CREATE on the schema every time.
+    """
     ledger = sql.Identifier(schema, LEDGER_TABLE)
-    conn.execute(sql.SQL(_CREATE).format(ledger=ledger))
+    if not ledger_exists(conn, schema):
+        conn.execute(sql.SQL(_CREATE).format(ledger=ledger))
     conn.execute(sql.SQL(_INSERT).format(ledger=ledger), {**entry, "rows_remapped": Jsonb(entry["rows_remapped"])})
 
 
+def ledger_exists(conn: psycopg.Connection, schema: str) -> bool:
+    ledger = sql.Identifier(schema, LEDGER_TABLE).as_string(conn)
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", [ledger]).fetchone()[0]
+
+
 def ledger_entries(conn: psycopg.Connection, schema: str) -> list[dict[str, Any]]:
-    """Every recorded step, oldest first; none when the ledger does not exist yet."""
+    """Every recorded step, oldest first; none when the ledger does not exist yet or this role may not read it."""
     ledger = sql.Identifier(schema, LEDGER_TABLE)
+    if not ledger_exists(conn, schema) or not conn.execute(
+            "SELECT has_table_privilege(%s::regclass, 'SELECT')", [ledger.as_string(conn)]).fetchone()[0]:
+        return []
     with conn.cursor(row_factory=dict_row) as cur:
-        if cur.execute("SELECT to_regclass(%s)", [ledger.as_string(conn)]).fetchone()["to_regclass"] is None:
-            return []
         return cur.execute(sql.SQL("SELECT * FROM {} ORDER BY id").format(ledger)).fetchall()

@@ -13,8 +13,8 @@ resumed by planning again: its intermediate states are ordinary inputs.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from itertools import count
 
 import psycopg
@@ -24,7 +24,7 @@ from assets.audit.catalog import CheckConstraint, LiveColumn, LiveTable, read_ca
 from assets.audit.contract import ColumnContract, Contract
 from assets.audit.findings import run_audit
 from assets.audit.verdicts import judge_value_set, parse_check
-from assets.migration.ledger import LEDGER_TABLE
+from assets.migration.ledger import LEDGER_TABLE, ledger_exists
 
 DEFAULT_REMAP = {"pending": "queued", "running": "processing"}
 # One key for every bulkgen migration in a database, so two runs never interleave.
@@ -34,6 +34,10 @@ _MAX_IDENTIFIER = 63
 
 class PlanError(ValueError):
     """The plan cannot run: a person must decide something first (the message says what)."""
+
+
+class MissingPrivileges(PlanError):
+    """The database role lacks privileges the migration uses (the message names each); nothing ran."""
 
 
 @dataclass(frozen=True)
@@ -192,16 +196,51 @@ def make_plan(conn: psycopg.Connection, contract: Contract, settings: MigrationS
             for f in findings if f.kind == "legacy_values_allowed"
         }
         live = read_catalog(conn, contract)
+        absent, wanted = {}, []  # absent: the missing tables and columns, in the contract's order
+        for table, col in contract.value_set_columns():
+            if table.name not in live or col.name not in live[table.name].columns:
+                absent[f"{contract.schema}.{table.name}" + (f".{col.name}" if table.name in live else "")] = None
+            elif ((table.name, col.name) in refused or _unfinished(live[table.name], col.name)
+                  or legacy_allowed.get((table.name, col.name))):
+                wanted.append((table, col))
+        require_privileges(conn, contract.schema, read=[table.name for table, _ in wanted])
         states = [
             read_column_state(conn, contract.schema, live[table.name], col)
-            for table, col in contract.value_set_columns()
-            if table.name in live and col.name in live[table.name].columns and (
-                (table.name, col.name) in refused
-                or _unfinished(live[table.name], col.name)
-                or _holds_any(conn, contract.schema, table.name, col.name, legacy_allowed.get((table.name, col.name)))
-            )
+            for table, col in wanted
+            if (table.name, col.name) in refused
+            or _unfinished(live[table.name], col.name)
+            or _holds_any(conn, contract.schema, table.name, col.name, legacy_allowed.get((table.name, col.name)))
         ]
-    return plan_from(contract.schema, states, settings)
+    plan = plan_from(contract.schema, states, settings)
+    missing = tuple(f"{name} is missing (the contract names it): create it first, this migration only replaces "
+                    "CHECK constraints" for name in absent)
+    return replace(plan, errors=missing + plan.errors) if missing else plan
+
+
+def require_privileges(conn: psycopg.Connection, schema: str, *, read: Iterable[str] = (),
+                       alter: Iterable[str] = (), update: Iterable[str] = (), ledger: bool = False) -> None:
+    """Raise MissingPrivileges naming each privilege the current role lacks: SELECT on the tables it reads,
+    ownership of those whose constraints it alters, UPDATE where it remaps rows, and what the ledger needs."""
+    lacks = []
+    checks = [(read, "has_table_privilege(%s::regclass, 'SELECT')", "needs SELECT on {} to read its rows"),
+              (alter, "pg_has_role((SELECT relowner FROM pg_class WHERE oid = %s::regclass), 'USAGE')",
+               "must own {} to alter its constraints"),
+              (update, "has_table_privilege(%s::regclass, 'UPDATE')", "needs UPDATE on {} to remap its legacy rows")]
+    for tables, query, problem in checks:
+        for table in dict.fromkeys(tables):
+            name = sql.Identifier(schema, table).as_string(conn)
+            if not conn.execute(f"SELECT {query}", [name]).fetchone()[0]:
+                lacks.append(problem.format(f"{schema}.{table}"))
+    if ledger:
+        name = sql.Identifier(schema, LEDGER_TABLE).as_string(conn)
+        if not ledger_exists(conn, schema):
+            if not conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", [schema]).fetchone()[0]:
+                lacks.append(f"needs CREATE on schema {schema} to create the ledger {LEDGER_TABLE}")
+        elif not conn.execute("SELECT has_table_privilege(%s::regclass, 'INSERT')", [name]).fetchone()[0]:
+            lacks.append(f"needs INSERT on {schema}.{LEDGER_TABLE} to record each step")
+    if lacks:
+        (user,) = conn.execute("SELECT current_user").fetchone()
+        raise MissingPrivileges(f"role {user} lacks privileges the fix uses, nothing was run: " + "; ".join(lacks))
 
 
 def read_column_state(conn: psycopg.Connection, schema: str, live: LiveTable, col: ColumnContract) -> ColumnState:

@@ -11,7 +11,7 @@ import pytest
 from assets.audit.asset import CONTRACT
 from assets.generation.gate import FIX_ASSET, FIX_CHECK
 from assets.migration.execute import migrate
-from resources.conversation_store import ConversationStore
+from resources.conversation_store import RAW_SUFFIX, ConversationStore
 from resources.embedded import database_url
 from tests.conftest import _create_database, _drop_database
 
@@ -98,5 +98,8 @@ def assert_job_sound(dsn: str, job_id, store: ConversationStore) -> dict:
         assert document["turns"] and {t["role"] for t in document["turns"]} == {"user", "assistant"}
     folder = store.path(str(job_id))
     on_disk = sorted(str(p.relative_to(store.root_path())) for p in folder.iterdir()) if folder.exists() else []
-    assert on_disk == sorted(path for _, _, path, *_ in linked)  # no orphan, no temporary file
+    conversations = [f for f in on_disk if not f.endswith(RAW_SUFFIX)]
+    raw = {f.removesuffix(RAW_SUFFIX) for f in on_disk if f.endswith(RAW_SUFFIX)}
+    assert conversations == sorted(path for _, _, path, *_ in linked)  # no orphan, no temporary file
+    assert raw <= set(conversations)  # a model's raw response only beside its conversation
     return counts

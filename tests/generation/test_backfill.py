@@ -39,6 +39,7 @@ def test_a_backfill_of_twenty_topics_is_one_run_and_one_batch_job(legacy_db, ins
     assert (metadata["items"].value, metadata["successes"].value, metadata["failures"].value) == (480, 480, 0)
     assert metadata["edge_case_items"].value == 180 and metadata["throughput_items_per_s"].value > 0
     assert metadata["duration_s"].value > 0 and "**" in metadata["preview"].value
+    assert not {"cost_usd", "estimated_cost_usd", "input_tokens"} & set(metadata)  # the template bills nothing
     assert assert_job_sound(legacy_db, metadata["batch_job_id"].value, store) == {"completed": 480}
     with psycopg.connect(legacy_db) as conn:
         assert conn.execute("SELECT count(*) FROM batch_jobs WHERE shared_parameters ? 'topics'").fetchone()[0] == 1

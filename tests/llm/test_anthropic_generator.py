@@ -15,16 +15,14 @@ from assets.generation.batch import JobSettings
 from assets.generation.processing import generate_conversations
 from pipelines.demo import DEMO_DIR
 from resources.anthropic_generator import (
-    AnthropicConversation,
     AnthropicGenerationError,
     AnthropicGenerator,
     InvalidReply,
     RateLimiter,
-    Usage,
     parse_conversation,
     render_prompt,
 )
-from resources.generators import GENERATORS, ConversationRequest
+from resources.generators import GENERATORS, ConversationRequest, GenerationError, Usage
 from tests.generation.conftest import fixed_db, fixed_template, store  # noqa: F401 (fixtures: a fixed database, a store)
 from tests.llm.fake_anthropic import (
     MALFORMED,
@@ -78,7 +76,6 @@ def generator_for(fake):
 def test_a_valid_conversation_from_a_prompt_built_from_the_rows(fake, generator_for):
     conversation = generator_for().generate(request())
 
-    assert isinstance(conversation, AnthropicConversation)
     assert [t["role"] for t in conversation.turns] == ["user", "assistant"] * 3  # the fake answers the arc's minimum
     assert conversation.turn_count == 3 and "Marcus" in conversation.turns[0]["content"]
     [sent] = fake.requests
@@ -139,6 +136,7 @@ def test_retries_run_out_with_the_apis_own_cause(fake, generator_for):
     with pytest.raises(AnthropicGenerationError) as failed:
         generator_for(max_retries=2).generate(request())
 
+    assert isinstance(failed.value, GenerationError)  # the interface's error: processing reads its usage
     assert str(failed.value) == ("HTTP 529 overloaded_error: Overloaded (request-id req_fake_000003) "
                                  "(gave up after 3 attempts)")
     assert (failed.value.status_code, failed.value.error_type) == (529, "overloaded_error")

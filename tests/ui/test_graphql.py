@@ -239,6 +239,7 @@ def test_audit_then_chain_for_two_topics_launched_over_graphql(webserver, legacy
     assert set(made) == {
         ("schema_audit", None), ("batch_jobs_status_constraint", None),
         *(("topic_conversations", key) for key in partitions),
+        *(("generation_verification", key) for key in partitions),
     }
 
     # The chain's audit ran before its fix, on the legacy schema: the same findings, now twice.

@@ -1,0 +1,1 @@
+"""Verification: the queries that prove a generation run left the database sound, as asset checks."""

@@ -9,6 +9,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -58,30 +59,37 @@ def _drop_database(server_url: str, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@contextmanager
+def fresh_database(server_url: str, template: str | None = None) -> Iterator[str]:
+    """The name of a new database (a copy of `template`, if given), dropped afterwards."""
+    name = _create_database(server_url, template)
+    try:
+        yield name
+    finally:
+        _drop_database(server_url, name)
+
+
 @pytest.fixture(scope="session")
 def legacy_template(server_url) -> Iterator[str]:
     """A database holding the legacy demo schema and rows, used only as a template."""
-    name = _create_database(server_url)
-    with psycopg.connect(database_url(server_url, name)) as conn:
-        load_demo_database(conn)
-    yield name
-    _drop_database(server_url, name)
+    with fresh_database(server_url) as name:
+        with psycopg.connect(database_url(server_url, name)) as conn:
+            load_demo_database(conn)
+        yield name
 
 
 @pytest.fixture
 def empty_db(server_url) -> Iterator[str]:
     """DSN of a fresh, empty database."""
-    name = _create_database(server_url)
-    yield database_url(server_url, name)
-    _drop_database(server_url, name)
+    with fresh_database(server_url) as name:
+        yield database_url(server_url, name)
 
 
 @pytest.fixture
 def legacy_db(server_url, legacy_template) -> Iterator[str]:
     """DSN of a fresh database with the legacy (broken) demo schema, rows and catalog."""
-    name = _create_database(server_url, legacy_template)
-    yield database_url(server_url, name)
-    _drop_database(server_url, name)
+    with fresh_database(server_url, legacy_template) as name:
+        yield database_url(server_url, name)
 
 
 @pytest.fixture

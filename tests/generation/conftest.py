@@ -13,24 +13,22 @@ from assets.generation.gate import FIX_ASSET, FIX_CHECK
 from assets.migration.execute import migrate
 from resources.conversation_store import RAW_SUFFIX, ConversationStore
 from resources.embedded import database_url
-from tests.conftest import _create_database, _drop_database
+from tests.conftest import fresh_database
 
 
 @pytest.fixture(scope="session")
 def fixed_template(server_url, legacy_template) -> Iterator[str]:
-    name = _create_database(server_url, legacy_template)
-    with psycopg.connect(database_url(server_url, name), autocommit=True) as conn:
-        assert migrate(conn, CONTRACT, applied_by="tests").applied
-    yield name
-    _drop_database(server_url, name)
+    with fresh_database(server_url, legacy_template) as name:
+        with psycopg.connect(database_url(server_url, name), autocommit=True) as conn:
+            assert migrate(conn, CONTRACT, applied_by="tests").applied
+        yield name
 
 
 @pytest.fixture
 def fixed_db(server_url, fixed_template) -> Iterator[str]:
     """DSN of a fresh legacy demo database the fix (its plain function) has been applied to."""
-    name = _create_database(server_url, fixed_template)
-    yield database_url(server_url, name)
-    _drop_database(server_url, name)
+    with fresh_database(server_url, fixed_template) as name:
+        yield database_url(server_url, name)
 
 
 @pytest.fixture

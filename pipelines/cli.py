@@ -239,7 +239,7 @@ def demo(args: argparse.Namespace, database: TargetDatabase) -> int:
         print(f"\nbefore:\n{mat.metadata['constraints_before'].value}\n\nafter:\n{mat.metadata['constraints_after'].value}")
     evaluations = result.get_asset_check_evaluations()
     verification = [e for e in evaluations if e.asset_key == dg.AssetKey("generation_verification")]
-    print("\n-- asset checks")
+    print("\n-- asset checks (the audit's ran before the fix; accepts_code_statuses after it)")
     for evaluation in evaluations:
         if evaluation.asset_key != dg.AssetKey("generation_verification"):
             print(f"   {'PASS' if evaluation.passed else 'FAIL'}  {evaluation.check_name}")

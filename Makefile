@@ -1,10 +1,11 @@
-# The two commands: `make demo` (the main job end to end on the embedded database) and `make test`.
+# The two commands: `make demo` (the main job end to end on the embedded database) and `make test`;
+# `make bench` measures each stage against its floor (bench/results.json; not part of the tests).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install dev clean
+.PHONY: demo test bench install dev clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 dev: $(STAMP)
 	mkdir -p .dagster_home

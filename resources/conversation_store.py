@@ -65,10 +65,11 @@ class ConversationStore(dg.ConfigurableResource):
         kept = {str(self.path(k)) for k in keep}
         kept |= {k + RAW_SUFFIX for k in kept}
         removed = 0
-        for entry in directory.iterdir():
-            if entry.is_file() and str(entry) not in kept:
-                entry.unlink(missing_ok=True)
-                removed += 1
+        with os.scandir(directory) as entries:  # file types from the directory itself: no stat per file
+            for entry in entries:
+                if entry.is_file() and entry.path not in kept:
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed += 1
         if not any(directory.iterdir()) and directory != root:
             directory.rmdir()
         return removed

@@ -272,6 +272,10 @@ def record_outcomes(
     # Rows go as one JSON document per statement: json.dumps is C, while adapting a dozen Python lists
     # to arrays costs the thread that records outcomes (and holds the GIL) several times as much.
     with conn.pipeline() as pipeline, conn.transaction():  # one round trip for the statements
+        # Linking an item checks its conversation_id foreign key, one lookup per row through a plan the
+        # session caches. Planned generically while `conversations` was still small (a new application's
+        # first batch), it stays a sequential scan as the table grows: quadratic over a large batch.
+        conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         if done:
             conn.execute(_INSERT_CONVERSATIONS, [CONVERSATION_STATUS, json.dumps([
                 {"id": str(c.id), "conversation_id": c.conversation_id, "persona_id": str(c.persona_id),

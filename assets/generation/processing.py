@@ -190,6 +190,8 @@ def _process(conn, job: BatchJob, generator, store: ConversationStore) -> Genera
 
 def _estimate(conn, job_id: UUID, rows: JobRows, generator: ConversationGenerator) -> Usage | None:
     """The usage the queued items should take, asked of the generator before any is generated."""
+    if type(generator).estimate_usage is ConversationGenerator.estimate_usage:
+        return None  # not metered: no need to read every queued item to learn that
     total = Usage()
     for item in queued_items(conn, job_id):
         try:

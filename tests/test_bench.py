@@ -1,0 +1,31 @@
+"""The benchmark runner at tiny sizes: it runs end to end and writes exactly the figures, as numbers.
+
+No timing is asserted here: `make bench` measures, at the issue's sizes.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.__main__ import FIGURES
+
+PROJECT = Path(__file__).resolve().parents[1]
+TINY = ["--generation-items", "48", "--generation-repeats", "1", "--migration-rows", "2000",
+        "--audit-tables", "10", "--audit-repeats", "1", "--llm-items", "24", "--llm-concurrency", "4",
+        "--llm-latency-s", "0.02", "--dagster-topics", "1", "--dagster-topics-200", "2", "--dagster-repeats", "1"]
+
+
+def test_the_runner_writes_every_figure_and_nothing_else(tmp_path):
+    out = tmp_path / "results.json"
+    done = subprocess.run([sys.executable, "-m", "bench", *TINY, "--out", str(out)], cwd=PROJECT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(results) == set(FIGURES) | {"raw"}
+    figures = {k: v for k, v in results.items() if k != "raw"}
+    assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in figures.values()), figures
+    assert isinstance(results["migration_writer_errors"], int)
+    assert results["raw"]["machine"]["postgresql"] and results["raw"]["sizes"]["migration_rows"] == 2000
+    for key in FIGURES:
+        assert f"`{key}`" in done.stdout  # the table names every figure

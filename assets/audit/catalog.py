@@ -32,7 +32,6 @@ class LiveColumn:
     type: str  # format_type(), e.g. "character varying(20)"
     family: str  # contract family, "enum", or the pg type name when it has none
     not_null: bool
-    has_default: bool
     enum_labels: tuple[str, ...] | None
 
 
@@ -58,7 +57,7 @@ _COLUMNS_SQL = """
 SELECT c.relname AS table_name, a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS type_sql,
        bt.typname AS base_type, bt.typtype AS base_kind, bt.typcategory AS base_category,
-       a.attnotnull AS not_null, a.atthasdef AS has_default,
+       a.attnotnull AS not_null,
        (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
           FROM pg_enum e WHERE e.enumtypid = bt.oid) AS enum_labels
   FROM pg_class c
@@ -116,7 +115,6 @@ def read_catalog(conn: psycopg.Connection, contract: Contract) -> dict[str, Live
                 type=row["type_sql"],
                 family=_family(row),
                 not_null=row["not_null"],
-                has_default=row["has_default"],
                 enum_labels=tuple(row["enum_labels"]) if row["enum_labels"] else None,
             )
         for row in cur.execute(_CHECKS_SQL, params):

@@ -41,7 +41,6 @@ class ValueSetVerdict:
     allowed: tuple[str, ...] | None  # parsed allow-list (CHECK lists, enum labels), None if not a list
     rejected: dict[str, str]  # code value -> why PostgreSQL refuses it
     undecidable: tuple[str, ...]  # names of checks that depend on other columns too
-    constraints: tuple[CheckConstraint, ...]
 
 
 @cache
@@ -91,7 +90,6 @@ def judge_value_set(
         allowed=allowed,
         rejected=rejected,
         undecidable=tuple(sorted(undecidable)),
-        constraints=tuple(checks),
     )
 
 

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     results, raw = {}, {}
     steps = [
         ("audit", lambda: audit.measure(server, legacy, tables=args.audit_tables, repeats=args.audit_repeats)),
-        ("generation", lambda: generation.measure(server, fixed, work, items=args.generation_items,
+        ("generation", lambda: generation.measure(server, fixed, args.files_dir or generation.files_dir(work),
+                                                  items=args.generation_items,
                                                   concurrency=args.generation_concurrency,
                                                   repeats=args.generation_repeats)),
         ("migration", lambda: migration.measure(server, legacy, rows=args.migration_rows,
@@ -121,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--generation-items", type=int, default=10_000)
     p.add_argument("--generation-concurrency", type=int, default=3, help="the asset's default")
     p.add_argument("--generation-repeats", type=int, default=4, help="each part at its fastest counts")
+    p.add_argument("--files-dir", type=Path, help="where generation's files go (default: /dev/shm when writable)")
     p.add_argument("--migration-rows", type=int, default=1_000_000)
     p.add_argument("--writer-interval-ms", type=float, default=1.0, help="the writer's pause between UPDATEs")
     p.add_argument("--audit-tables", type=int, default=5_000)

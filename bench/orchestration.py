@@ -10,11 +10,17 @@ also carries the process's first Dagster run (nothing is warmed up beforehand).
 
 Beside them, the same job shape over the same partitions with an asset that does nothing at all
 (`null_asset_s`): Dagster's own bookkeeping for that many partitions (the run, and a planned and a
-materialization event per partition), which no asset code can go below.
+materialization event per partition), which no asset code can go below. And that floor for the
+larger range under each instance storage Dagster offers (`null_asset_s_by_storage`): SQLite (the
+CLI's), PostgreSQL (the production instance's, on the benchmark's own server), PostgreSQL with
+batched event writes (DAGSTER_EVENT_BATCH_SIZE), and with one planned event per run instead of one
+per partition (DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS, which also stops Dagster marking
+the partitions of a failed run failed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import warnings
@@ -34,6 +40,14 @@ from resources.embedded import PROJECT_ROOT
 from resources.generators import TemplateGenerator
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+BATCHED = {"DAGSTER_EVENT_BATCH_SIZE": "1000"}
+STORAGES = {  # name -> (PostgreSQL storage?, environment)
+    "sqlite": (False, {}),
+    "postgres": (True, {}),
+    "postgres_batched_events": (True, BATCHED),
+    "postgres_batched_events_one_planned_event": (
+        True, {**BATCHED, "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true"}),
+}
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)
@@ -68,11 +82,47 @@ def measure(server: Server, fixed: str, workdir: Path, *, topics: int, topics_20
             os.environ.pop("DAGSTER_HOME", None)
         else:
             os.environ["DAGSTER_HOME"] = previous
+    by_storage = {name: _null_on(server, workdir / f"home-{name}", keys[:topics_200], repeats, postgres, env)
+                  for name, (postgres, env) in STORAGES.items()}
     return {
         "dagster_overhead_s": small["overhead_s"],
         "dagster_overhead_s_200": large["overhead_s"],
-        "raw": {f"topics_{topics}": small, f"topics_{topics_200}": large},
+        "raw": {f"topics_{topics}": small, f"topics_{topics_200}": large,
+                f"null_asset_s_by_storage_{topics_200}": by_storage},
     }
+
+
+def _null_on(server: Server, home: Path, keys: list[str], repeats: int, postgres: bool, env: dict) -> float:
+    """Median seconds of the do-nothing asset over `keys` on a new instance with that storage and environment."""
+    home.mkdir(parents=True)
+    config = (PROJECT_ROOT / "deploy" / "local-dagster.yaml").read_text()
+    database = None
+    if postgres:
+        database = server.create(prefix="bench_dagster")
+        info = psycopg.conninfo.conninfo_to_dict(server.dsn(database))
+        config += f"\nstorage:\n  postgres:\n    postgres_url: postgresql+psycopg2://{info['user']}@/{database}?host={info['host']}\n"
+    (home / "dagster.yaml").write_text(config)
+    try:
+        with _environment(env), dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.add_dynamic_partitions(topic_partitions.name, keys)
+            return median([_null(instance, keys) for _ in range(repeats)])
+    finally:
+        if database:
+            server.drop(database)
+
+
+@contextlib.contextmanager
+def _environment(values: dict):
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _record_fix(server: Server, fixed: str, instance: dg.DagsterInstance) -> None:

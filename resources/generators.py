@@ -83,6 +83,14 @@ class ConversationGenerator(dg.ConfigurableResource):
     def generate(self, request: ConversationRequest) -> GeneratedConversation:
         """The conversation; a metered generator raises GenerationError (with its usage) when it has none."""
 
+    @property
+    def waits(self) -> bool:
+        """Whether `generate` mostly waits (on a model, over the network), so that calls in threads overlap.
+
+        One that computes instead gains nothing from a second thread under the GIL, only its contention.
+        """
+        return True
+
     def estimate_usage(self, request: ConversationRequest) -> Usage | None:
         """A guess at `request`'s usage made before any call, for a batch's estimated cost; None: not metered."""
         return None
@@ -111,6 +119,10 @@ class TemplateGenerator(ConversationGenerator):
     @property
     def name(self) -> str:
         return "template"
+
+    @property
+    def waits(self) -> bool:
+        return self.delay_s() > 0
 
     def delay_s(self) -> float:
         ms = self.delay_ms if self.delay_ms is not None else int(os.environ.get("GENERATOR_DELAY_MS") or 0)

@@ -17,10 +17,10 @@ one. Counters only change as `SET n = n + k`, in the transaction that moves the 
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from uuid import UUID
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -182,7 +182,8 @@ def _create_job(conn, scaffolding: Scaffolding, settings: JobSettings, topic_key
                 "topic_key": topic["topic_key"], "persona_key": persona["persona_key"], "arc_key": arc["arc_key"],
                 "topic_id": str(topic["id"]), "persona_id": str(persona["id"]), "arc_id": str(arc["id"]),
             }
-            copy.write_row((job_id, position, topic["topic_key"], item_tier(arc), json.dumps(parameters), "queued", 0))
+            copy.write_row((job_id, position, topic["topic_key"], item_tier(arc), orjson.dumps(parameters).decode(),
+                            "queued", 0))
     return BatchJob(id=job_id, name=name, total_items=len(triples), resumed=False, processed_before=0,
                     failed_before=0, settings=settings)
 
@@ -224,16 +225,15 @@ def queued_items(conn: psycopg.Connection, job_id: UUID) -> list[Item]:
 
 def claim_items(conn: psycopg.Connection, job_id: UUID, limit: int, estimated_time: int | None) -> list[Item]:
     """Move up to `limit` queued items to `processing` (committed), lowest positions first."""
-    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(
+    with conn.transaction():
+        rows = conn.execute(
             "UPDATE batch_items AS b SET status = 'processing', estimated_time = %s, updated_at = now()"
             "  FROM (SELECT id FROM batch_items WHERE batch_job_id = %s AND status = 'queued'"
             "         ORDER BY position LIMIT %s FOR UPDATE SKIP LOCKED) AS q"
             " WHERE b.id = q.id RETURNING b.id, b.position, b.topic, b.tier, b.parameters",
             [estimated_time, job_id, limit],
         ).fetchall()
-    return sorted((Item(r["id"], r["position"], r["topic"], r["tier"], r["parameters"]) for r in rows),
-                  key=lambda i: i.position)
+    return sorted(itertools.starmap(Item, rows), key=lambda i: i.position)
 
 
 _INSERT_CONVERSATIONS = """
@@ -245,6 +245,20 @@ SELECT c.id, c.conversation_id, c.persona_id, c.arc_id, c.topic_id, c.tier, %s, 
        AS c(id uuid, conversation_id text, persona_id uuid, arc_id uuid, topic_id uuid, tier text, parameters jsonb,
             turn_count int, total_tokens int, quality_score numeric, file_path text, file_size bigint)
 """
+
+_COMPLETE = (
+    "UPDATE batch_items AS b SET status = 'completed', progress = 100, conversation_id = u.conversation,"
+    " error_message = NULL, estimated_time = NULL, updated_at = now()"
+    " FROM jsonb_to_recordset(%s::jsonb) AS u(item uuid, conversation uuid)"
+    " WHERE b.id = u.item AND b.batch_job_id = %s AND b.status = 'processing'"
+)
+
+_FAIL = (
+    "UPDATE batch_items AS b SET status = 'failed', progress = 100, error_message = u.message,"
+    " estimated_time = NULL, updated_at = now()"
+    " FROM jsonb_to_recordset(%s::jsonb) AS u(item uuid, message text)"
+    " WHERE b.id = u.item AND b.batch_job_id = %s AND b.status = 'processing'"
+)
 
 _COUNT = """
 UPDATE batch_jobs
@@ -269,39 +283,28 @@ def record_outcomes(
     done = [o for o in outcomes if o.conversation is not None]
     failed = [o for o in outcomes if o.conversation is None]
     rows = [o.conversation for o in done]
-    # Rows go as one JSON document per statement: json.dumps is C, while adapting a dozen Python lists
-    # to arrays costs the thread that records outcomes (and holds the GIL) several times as much.
+    # Rows go as one JSON document per statement, serialized by orjson (dataclasses and UUIDs as they are):
+    # adapting a dozen Python lists to arrays costs the thread that records outcomes (and holds the GIL)
+    # many times as much.
     with conn.pipeline() as pipeline, conn.transaction():  # one round trip for the statements
-        # Linking an item checks its conversation_id foreign key, one lookup per row through a plan the
-        # session caches. Planned generically while `conversations` was still small (a new application's
-        # first batch), it stays a sequential scan as the table grows: quadratic over a large batch.
-        conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        moved = []  # each UPDATE that moves items, with how many it must move
         if done:
-            conn.execute(_INSERT_CONVERSATIONS, [CONVERSATION_STATUS, json.dumps([
-                {"id": str(c.id), "conversation_id": c.conversation_id, "persona_id": str(c.persona_id),
-                 "arc_id": str(c.arc_id), "topic_id": str(c.topic_id), "tier": c.tier, "parameters": c.parameters,
-                 "turn_count": c.turn_count, "total_tokens": c.total_tokens, "quality_score": c.quality_score,
-                 "file_path": c.file_path, "file_size": c.file_size}
-                for c in rows
-            ])])
-        completed = conn.execute(
-            "UPDATE batch_items AS b SET status = 'completed', progress = 100, conversation_id = u.conversation,"
-            " error_message = NULL, estimated_time = NULL, updated_at = now()"
-            " FROM jsonb_to_recordset(%s::jsonb) AS u(item uuid, conversation uuid)"
-            " WHERE b.id = u.item AND b.batch_job_id = %s AND b.status = 'processing'",
-            [json.dumps([{"item": str(o.item.id), "conversation": str(c.id)} for o, c in zip(done, rows)]), job_id],
-        )
-        failures = conn.execute(
-            "UPDATE batch_items AS b SET status = 'failed', progress = 100, error_message = u.message,"
-            " estimated_time = NULL, updated_at = now()"
-            " FROM jsonb_to_recordset(%s::jsonb) AS u(item uuid, message text)"
-            " WHERE b.id = u.item AND b.batch_job_id = %s AND b.status = 'processing'",
-            [json.dumps([{"item": str(o.item.id), "message": o.error} for o in failed]), job_id],
-        )
+            conn.execute(_INSERT_CONVERSATIONS, [CONVERSATION_STATUS, orjson.dumps(rows).decode()])
+            # Linking an item checks its conversation_id foreign key, one lookup per row through a plan the
+            # session caches. Planned generically while `conversations` was still small (a new application's
+            # first batch), it stays a sequential scan as the table grows: quadratic over a large batch. Set
+            # after the INSERT, whose lookups go to personas, arcs and topics, which a batch does not grow:
+            # replanning those for every row cost as much again as the INSERT itself.
+            conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            moved.append((conn.execute(_COMPLETE, [orjson.dumps(
+                [{"item": o.item.id, "conversation": c.id} for o, c in zip(done, rows)]).decode(), job_id]), len(done)))
+        if failed:
+            moved.append((conn.execute(_FAIL, [orjson.dumps(
+                [{"item": o.item.id, "message": o.error} for o in failed]).decode(), job_id]), len(failed)))
         conn.execute(_COUNT, {"processed": len(outcomes), "succeeded": len(done), "failed": len(failed),
                               "seconds_per_item": seconds_per_item, "job": job_id})
         pipeline.sync()
-        if (completed.rowcount, failures.rowcount) != (len(done), len(failed)):
+        if any(cursor.rowcount != expected for cursor, expected in moved):
             raise RuntimeError("some items were no longer processing by this run; the batch was rolled back")
 
 

@@ -1,8 +1,9 @@
 """The processing loop: bounded concurrent generation, batched commits, no orphans.
 
 The calling thread claims items and records outcomes on one connection; a pool of
-`concurrent_processing` threads generates conversations and stores their files. Each file is
-stored (atomically) before the transaction that inserts its conversation and completes its
+`concurrent_processing` threads generates conversations and stores their files (one thread when
+the generator computes rather than waits: more would only contend for the GIL). Each file is
+stored before the transaction that inserts its conversation and completes its
 item, so a completed item always has its row and its file. A file whose transaction never
 committed (the process died in between) is rewritten when its item is retried, and removed by
 the prune that ends every run of the job. Outcomes are committed together every COMMIT_EVERY_S,
@@ -19,10 +20,10 @@ job's remaining items are cancelled.
 from __future__ import annotations
 
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from uuid import UUID, uuid5
 
@@ -59,7 +60,7 @@ from resources.generators import (
 
 CONVERSATION_NAMESPACE = UUID("6f1c0a52-41f4-4c3e-9f55-bb1f3d0c9a27")  # conversation id = uuid5(item id)
 CLAIM_AHEAD = 16  # items claimed beyond the busy workers, so they never wait on the database ...
-CLAIM_AHEAD_S = 0.25  # ... or as many as they finish in this long, when that is more (fewer, larger commits)
+CLAIM_AHEAD_S = 1.0  # ... or as many as they finish in this long, when that is more (fewer, larger claims)
 COMMIT_EVERY_S = 0.05  # outcomes finished within this long are committed together
 MAX_ERROR = 1000
 
@@ -115,44 +116,49 @@ def _process(conn, job: BatchJob, generator, store: ConversationStore) -> Genera
     estimated = _estimate(conn, job.id, rows, generator)
     start_job(conn, job.id)
     fault_point("started")
-    workers = job.settings.concurrent_processing
     stop_on_failure = job.settings.error_handling == "stop"
     halt = threading.Event()  # once set, no item starts: a failure under 'stop', or an interrupt
     if stop_on_failure and job.failed_before:
         halt.set()
+    workers = _Workers(job.settings.concurrent_processing if generator.waits else 1,  # a bound, not a quota
+                       _Producer(job.id, rows, generator, store, halt, stop_on_failure))
     interrupt, exhausted = None, False
-    in_flight: set[Future] = set()
-    processed = succeeded = 0
+    in_flight = processed = succeeded = 0  # in flight: handed to the workers, outcome not yet back
     usage = Usage()
     preview_path = None
     started = time.monotonic()
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="generate")
     try:
         while True:
             try:
-                window = _window(workers, processed, started)
-                if not (halt.is_set() or exhausted) and len(in_flight) <= window // 2:
-                    wanted = window - len(in_flight)
-                    per_item = math.ceil((time.monotonic() - started) * workers / processed) if processed else None
-                    items = claim_items(conn, job.id, wanted, per_item)
-                    fault_point("claimed")
-                    exhausted = len(items) < wanted
-                    in_flight |= {pool.submit(_produce, item, rows, generator, store, job.id, halt, stop_on_failure)
-                                  for item in items}
-                if not in_flight:
+                if interrupt is not None:  # what was handed out is all back once the threads have ended
+                    finished, in_flight = workers.drain(), 0
+                else:
+                    window = _window(workers.count, processed, started)
+                    if not (halt.is_set() or exhausted) and in_flight <= window // 2:
+                        wanted = window - in_flight
+                        per_item = (math.ceil((time.monotonic() - started) * workers.count / processed)
+                                    if processed else None)
+                        items = claim_items(conn, job.id, wanted, per_item)
+                        fault_point("claimed")
+                        exhausted = len(items) < wanted
+                        workers.submit(items)
+                        in_flight += len(items)
+                    if not in_flight:
+                        break
+                    workers.wait(in_flight, COMMIT_EVERY_S)
+                    finished = workers.results()
+                    in_flight -= len(finished)
+                outcomes = [o for o in finished if o is not None]  # None: never started
+                if outcomes:
+                    processed += len(outcomes)
+                    usage = sum((o.usage for o in outcomes if o.usage is not None), usage)
+                    record_outcomes(conn, job.id, outcomes, (time.monotonic() - started) / processed)
+                    fault_point("recorded")
+                    ok = [o for o in outcomes if o.conversation is not None]
+                    succeeded += len(ok)
+                    preview_path = preview_path or (ok[0].conversation.file_path if ok else None)
+                if interrupt is not None:
                     break
-                done, _ = wait(in_flight, timeout=COMMIT_EVERY_S, return_when=ALL_COMPLETED)
-                in_flight -= done
-                outcomes = [o for o in (f.result() for f in done) if o is not None]  # None: never started
-                if not outcomes:
-                    continue
-                processed += len(outcomes)
-                usage = sum((o.usage for o in outcomes if o.usage is not None), usage)
-                record_outcomes(conn, job.id, outcomes, (time.monotonic() - started) / processed)
-                fault_point("recorded")
-                ok = [o for o in outcomes if o.conversation is not None]
-                succeeded += len(ok)
-                preview_path = preview_path or (ok[0].conversation.file_path if ok else None)
             except Exception:
                 raise
             except BaseException as exc:  # an interrupt: nothing new starts, what runs is recorded, the rest cancelled
@@ -162,11 +168,11 @@ def _process(conn, job: BatchJob, generator, store: ConversationStore) -> Genera
                 halt.set()
     except BaseException:
         halt.set()
-        pool.shutdown(wait=True)
+        workers.stop()
         if not conn.broken:
             requeue_job(conn, job.id)
         raise
-    pool.shutdown(wait=True)
+    workers.stop()
     stopped = stop_on_failure and (job.failed_before + processed - succeeded) > 0
     fault_point("finishing")
     store.prune(str(job.id), conversation_files(conn, job.id))  # before the job is final: a kill after leaves no orphan
@@ -211,68 +217,152 @@ def _window(workers: int, processed: int, started: float) -> int:
     return workers + max(CLAIM_AHEAD, int(rate * CLAIM_AHEAD_S))
 
 
-def _produce(item: Item, rows: JobRows, generator: ConversationGenerator, store: ConversationStore,
-             job_id: UUID, halt: threading.Event, stop_on_failure: bool) -> Outcome | None:
-    """Generate one item's conversation and store its file; an error fails this item (and halts under 'stop').
+class _Failed:
+    """What a worker hands back when producing an item raised past the producer (the loop re-raises it)."""
 
-    None when the job halted before the item started: it stays claimed until the job cancels it.
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class _Workers:
+    """`count` threads that turn claimed items into outcomes: a queue in, a list out.
+
+    Not a Future per item, which takes a condition, a lock and, on every wait, a waiter: at thousands of
+    items a second that was a visible share of the loop's thread. Waiting takes nothing, so an
+    interrupt that ends a wait (where one usually lands) loses no outcome.
     """
-    if halt.is_set():
-        return None
-    p = item.parameters
-    generated = None
-    try:
-        request = _request(item, rows)
-        persona, arc, topic = request.persona, request.arc, request.topic
-        generated = generator.generate(request)
-        _check_turns(generated)
-        conversation_id = uuid5(CONVERSATION_NAMESPACE, str(item.id))
-        path = (f"{job_id}/{item.position:05d}-{topic_partition_key(p['topic_key'])}"
-                f"-{topic_partition_key(p['persona_key'])}-{topic_partition_key(p['arc_key'])}.json")
-        document = {
-            "conversation_id": f"conv-{conversation_id}",
-            "batch_job_id": str(job_id),
-            "batch_item_id": str(item.id),
-            "generator": generator.name,
-            "tier": item.tier,
-            "persona": _pick(persona, "id", "persona_key", "name", "archetype"),
-            "arc": _pick(arc, "id", "arc_key", "name", "starting_emotion", "ending_emotion"),
-            "topic": _pick(topic, "id", "topic_key", "name", "category"),
-            "turn_count": generated.turn_count,
-            "total_tokens": generated.total_tokens,
-            "turns": generated.turns,
-        }
-        size = store.write(path, document, raw=generated.raw)
-        fault_point("written")  # the file is stored, its item not yet completed
-    except Exception as exc:
-        if stop_on_failure:
-            halt.set()
-        billed = exc.usage if isinstance(exc, GenerationError) else generated.usage if generated else None
-        return Outcome(item, error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR], usage=billed)
-    return Outcome(item, ConversationRow(
-        id=conversation_id,
-        conversation_id=document["conversation_id"],
-        persona_id=persona["id"],
-        arc_id=arc["id"],
-        topic_id=topic["id"],
-        tier=item.tier,
-        parameters={**{k: p[k] for k in ("topic_key", "persona_key", "arc_key")}, "batch_job_id": str(job_id),
-                    "batch_item_id": str(item.id), "generator": generator.name},
-        turn_count=generated.turn_count,
-        total_tokens=generated.total_tokens,
-        quality_score=generated.quality_score,
-        file_path=path,
-        file_size=size,
-    ), usage=generated.usage)
+
+    def __init__(self, count: int, produce: Callable[[Item], Outcome | None]):
+        self.count = count
+        self._todo: queue.SimpleQueue = queue.SimpleQueue()
+        self._arrived = threading.Condition()
+        self._finished: list[Outcome | None | _Failed] = []  # back from the threads, not yet taken
+        self._wanted = 1
+        self._stopped = False
+        self._threads = [threading.Thread(target=self._work, args=(produce,), name=f"generate-{i}", daemon=True)
+                         for i in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, items: list[Item]) -> None:
+        for item in items:
+            self._todo.put(item)
+
+    def wait(self, outcomes: int, within_s: float) -> None:
+        """Until `outcomes` are back, or `within_s` has passed."""
+        with self._arrived:
+            self._wanted = outcomes
+            self._arrived.wait_for(lambda: len(self._finished) >= outcomes, within_s)
+
+    def results(self) -> list[Outcome | None]:
+        """The outcomes back since the last call; None for an item that was never started."""
+        with self._arrived:
+            results, self._finished = self._finished, []
+        for result in results:
+            if isinstance(result, _Failed):
+                raise result.error
+        return results
+
+    def drain(self) -> list[Outcome | None]:
+        """Every outcome not yet taken, once the threads have finished what they were handed."""
+        self.stop()
+        return self.results()
+
+    def stop(self) -> None:
+        """Let the threads finish what they were handed (a halted producer skips it), then end them."""
+        if not self._stopped:
+            self._stopped = True
+            for _ in self._threads:
+                self._todo.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _work(self, produce: Callable[[Item], Outcome | None]) -> None:
+        while (item := self._todo.get()) is not None:
+            try:
+                result = produce(item)
+            except BaseException as exc:
+                result = _Failed(exc)
+            with self._arrived:
+                self._finished.append(result)
+                if len(self._finished) >= self._wanted:
+                    self._arrived.notify()
+
+
+class _Producer:
+    """Generates one item's conversation and stores its file; an error fails that item (and halts under 'stop').
+
+    What each file repeats from the job's rows is made once, here, rather than for every item.
+    """
+
+    def __init__(self, job_id: UUID, rows: JobRows, generator: ConversationGenerator, store: ConversationStore,
+                 halt: threading.Event, stop_on_failure: bool):
+        self.job_id = str(job_id)
+        self.rows, self.generator, self.store = rows, generator, store
+        self.halt, self.stop_on_failure = halt, stop_on_failure
+        # Each row as the files show it.
+        self.personas = {k: _pick(r, "id", "persona_key", "name", "archetype") for k, r in rows.personas.items()}
+        self.arcs = {k: _pick(r, "id", "arc_key", "name", "starting_emotion", "ending_emotion")
+                     for k, r in rows.arcs.items()}
+        self.topics = {k: _pick(r, "id", "topic_key", "name", "category") for k, r in rows.topics.items()}
+
+    def __call__(self, item: Item) -> Outcome | None:
+        """None when the job halted before the item started: it stays claimed until the job cancels it."""
+        if self.halt.is_set():
+            return None
+        p = item.parameters
+        generated = None
+        try:
+            request = _request(item, self.rows)
+            generated = self.generator.generate(request)
+            _check_turns(generated)
+            conversation_id = uuid5(CONVERSATION_NAMESPACE, str(item.id))
+            path = (f"{self.job_id}/{item.position:05d}-{topic_partition_key(p['topic_key'])}"
+                    f"-{topic_partition_key(p['persona_key'])}-{topic_partition_key(p['arc_key'])}.json")
+            document = {
+                "conversation_id": f"conv-{conversation_id}",
+                "batch_job_id": self.job_id,
+                "batch_item_id": str(item.id),
+                "generator": self.generator.name,
+                "tier": item.tier,
+                "persona": self.personas[p["persona_id"]],
+                "arc": self.arcs[p["arc_id"]],
+                "topic": self.topics[p["topic_id"]],
+                "turn_count": generated.turn_count,
+                "total_tokens": generated.total_tokens,
+                "turns": generated.turns,
+            }
+            size = self.store.write(path, document, raw=generated.raw)
+            fault_point("written")  # the file is stored, its item not yet completed
+        except Exception as exc:
+            if self.stop_on_failure:
+                self.halt.set()
+            billed = exc.usage if isinstance(exc, GenerationError) else generated.usage if generated else None
+            return Outcome(item, error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR], usage=billed)
+        return Outcome(item, ConversationRow(
+            id=conversation_id,
+            conversation_id=document["conversation_id"],
+            persona_id=request.persona["id"],
+            arc_id=request.arc["id"],
+            topic_id=request.topic["id"],
+            tier=item.tier,
+            parameters={"topic_key": p["topic_key"], "persona_key": p["persona_key"], "arc_key": p["arc_key"],
+                        "batch_job_id": self.job_id, "batch_item_id": document["batch_item_id"],
+                        "generator": self.generator.name},
+            turn_count=generated.turn_count,
+            total_tokens=generated.total_tokens,
+            quality_score=generated.quality_score,
+            file_path=path,
+            file_size=size,
+        ), usage=generated.usage)
 
 
 def _request(item: Item, rows: JobRows) -> ConversationRequest:
     """What an item asks of the generator: its rows, and a seed stable for the item."""
     p = item.parameters
     return ConversationRequest(
-        persona=rows.personas[UUID(p["persona_id"])], arc=rows.arcs[UUID(p["arc_id"])],
-        topic=rows.topics[UUID(p["topic_id"])], tier=item.tier,
-        seed=f"{p['topic_key']}|{p['persona_key']}|{p['arc_key']}",
+        persona=rows.personas[p["persona_id"]], arc=rows.arcs[p["arc_id"]], topic=rows.topics[p["topic_id"]],
+        tier=item.tier, seed=f"{p['topic_key']}|{p['persona_key']}|{p['arc_key']}",
     )
 
 

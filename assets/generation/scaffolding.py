@@ -48,11 +48,11 @@ def item_tier(arc: dict) -> str:
 
 @dataclass(frozen=True)
 class JobRows:
-    """The rows a job's items were built from, by id."""
+    """The rows a job's items were built from, by id as text (as the items' parameters hold it)."""
 
-    personas: dict[UUID, dict]
-    arcs: dict[UUID, dict]
-    topics: dict[UUID, dict]
+    personas: dict[str, dict]
+    arcs: dict[str, dict]
+    topics: dict[str, dict]
 
 
 _JOB_ROWS = ("SELECT * FROM {table} WHERE id IN"
@@ -62,8 +62,8 @@ _JOB_ROWS = ("SELECT * FROM {table} WHERE id IN"
 def load_job_rows(conn: psycopg.Connection, job_id: UUID) -> JobRows:
     """Every persona, arc and topic a job's items point at (whatever columns the tables have)."""
     with conn.cursor(row_factory=dict_row) as cur:
-        def rows(table: str, key: str) -> dict[UUID, dict]:
-            return {r["id"]: r for r in cur.execute(_JOB_ROWS.format(table=table), [key, job_id])}
+        def rows(table: str, key: str) -> dict[str, dict]:
+            return {str(r["id"]): r for r in cur.execute(_JOB_ROWS.format(table=table), [key, job_id])}
 
         return JobRows(
             personas=rows("personas", "persona_id"),

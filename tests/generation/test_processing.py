@@ -57,6 +57,14 @@ class ProbedGenerator(TemplateGenerator):
             return super().generate(request)
 
 
+class ComputingGenerator(ProbedGenerator):
+    """Says it computes rather than waits (as the template generator without a delay does)."""
+
+    @property
+    def waits(self) -> bool:
+        return False
+
+
 def _run(dsn, store, generator, settings=JobSettings(), topics=TOPICS, **kwargs):
     with psycopg.connect(dsn, autocommit=True) as conn:
         return generate_conversations(conn, topics, generator, store, settings, label="test", **kwargs)
@@ -115,6 +123,15 @@ def test_concurrency_is_bounded_by_concurrent_processing(fixed_db, store, worker
                   JobSettings(concurrent_processing=workers), topics=["ignored_401k"])
     assert result.status == "completed" and probe.calls == 24
     assert probe.peak == workers
+
+
+def test_a_generator_that_computes_rather_than_waits_runs_on_one_thread(fixed_db, store):
+    """Threads would only contend for the GIL: concurrent_processing is a bound, not a quota."""
+    assert not TemplateGenerator(delay_ms=0).waits and TemplateGenerator(delay_ms=1).waits
+    PROBES["computes"] = probe = Probe()
+    generator = ComputingGenerator(delay_ms=10, probe="computes")  # slow enough to overlap, were there threads
+    result = _run(fixed_db, store, generator, JobSettings(concurrent_processing=4), topics=["ignored_401k"])
+    assert result.status == "completed" and probe.calls == 24 and probe.peak == 1
 
 
 def test_an_interrupted_run_cancels_the_job_then_lets_the_interrupt_through(fixed_db, store):

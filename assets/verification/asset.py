@@ -8,7 +8,6 @@ while the Dagster instance says the run recorded on it (`run_label`) has not fin
 import warnings
 
 import dagster as dg
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from assets.audit.asset import CONTRACT
 from assets.generation.asset import run_label, topic_conversations
@@ -18,6 +17,7 @@ from resources.conversation_store import ConversationStore
 from resources.database import TargetDatabase
 
 MAX_ROWS = 50  # offending rows shown per check; the count is always exact
+UNFINISHED = [dg.DagsterRunStatus[s] for s in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED", "SUSPENDED", "CANCELING")]
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", dg.BetaWarning)  # BackfillPolicy.single_run: the same runs as generation
@@ -40,7 +40,7 @@ with warnings.catch_warnings():
 def generation_verification(
     context: dg.AssetExecutionContext, database: TargetDatabase, conversation_store: ConversationStore
 ) -> dg.MaterializeResult:
-    live = {run_label(run.run_id) for run in context.instance.get_runs(dg.RunsFilter(statuses=NOT_FINISHED_STATUSES))}
+    live = {run_label(run.run_id) for run in context.instance.get_runs(dg.RunsFilter(statuses=UNFINISHED))}
     with database.connection() as conn:
         selected = select_topics(conn, list(context.partition_keys))
         result = verify_topics(conn, CONTRACT, list(selected.values()), conversation_store, live)

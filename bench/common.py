@@ -27,7 +27,7 @@ class Server:
     """An embedded PostgreSQL of the benchmark's own, its folder deleted when the process exits."""
 
     def __init__(self, data_dir: Path | None = None):
-        data_dir = data_dir or Path(tempfile.mkdtemp(prefix="bulkgen-bench-")) / "pgdata"
+        self.data_dir = data_dir = data_dir or Path(tempfile.mkdtemp(prefix="bulkgen-bench-")) / "pgdata"
         self.url = embedded_server_url(data_dir, cleanup="delete")
         with psycopg.connect(self.url) as conn:
             self.version = conn.execute("SHOW server_version").fetchone()[0]
@@ -50,6 +50,19 @@ class Server:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute("CHECKPOINT")
         os.sync()
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) the server's processes have used so far: the postmaster and its children."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended meanwhile
+                continue
+            if int(stat.parent.name) == postmaster or int(fields[1]) == postmaster:  # its pid, or its parent's
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
     def drop(self, name: str) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:

@@ -77,6 +77,10 @@ def measure(server: Server, fixed: str, workdir: Path, *, items: int, concurrenc
                 "bytes_floor_ratio": best["bytes_floor_s"] / best["pipeline_s"],
                 # The ratio if generating and storing cost nothing and overlapped the SQL perfectly.
                 "lifecycle_sql_ceiling": best["floor_s"] / best["lifecycle_sql_s"],
+                # The ratio if the CPU the pipeline burnt (Python's, the server's) were spread perfectly over
+                # the cores, Python's on one of them at a time (the GIL).
+                "cpu_ceiling": best["floor_s"] / max(best["pipeline_python_cpu_s"], (
+                    best["pipeline_python_cpu_s"] + best["pipeline_server_cpu_s"]) / os.cpu_count()),
                 "runs": [{k: v for k, v in run.items() if k != "shape"} for run in runs]},
     }
 
@@ -103,9 +107,11 @@ def _repeat(server: Server, fixed: str, workdir: Path, rep: int, keys: list[str]
     root = workdir / f"pipeline-{rep}"
     with psycopg.connect(server.dsn(clone()), autocommit=True) as conn:
         server.settle()
+        before = os.times(), server.cpu_seconds()
         seconds, result = timed(lambda: generate_conversations(
             conn, keys, GENERATOR, ConversationStore(root=str(root)),
             JobSettings(concurrent_processing=concurrency), label="bench"))
+        after = os.times(), server.cpu_seconds()
         if (result.status, result.succeeded) != ("completed", result.job.total_items):
             raise RuntimeError(f"the pipeline did not complete every item: {result.summary}")
         rows = _export(conn, result.job.id)
@@ -117,6 +123,8 @@ def _repeat(server: Server, fixed: str, workdir: Path, rep: int, keys: list[str]
         "shape": {"items": result.job.total_items, "files": len(files),
                   "file_bytes": sum(len(d) for _, _, d in files), "rows_bytes": {t: len(b) for t, b in rows.items()}},
         "pipeline_s": seconds,
+        "pipeline_python_cpu_s": sum(after[0][:2]) - sum(before[0][:2]),  # user and system, every thread
+        "pipeline_server_cpu_s": after[1] - before[1],
         "floor_s": min(floors.values()),
         "floor_sequential_s": floors["sequential"],
         "floor_overlapped_s": floors["overlapped"],

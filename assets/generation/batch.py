@@ -23,7 +23,7 @@ from uuid import UUID
 import orjson
 import psycopg
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_loads
 
 from assets.generation.scaffolding import BASE_TIER, EDGE_TIER, Scaffolding, item_tier
 from pipelines.partitions import topic_partition_key
@@ -176,7 +176,7 @@ def _create_job(conn, scaffolding: Scaffolding, settings: JobSettings, topic_key
     ).fetchone()
     with conn.cursor() as cur, cur.copy(
         "COPY batch_items (batch_job_id, position, topic, tier, parameters, status, progress) FROM STDIN"
-    ) as copy:
+    ) as copy:  # text, not binary: binary data must match each column's exact type, whatever the app chose
         for position, (topic, persona, arc) in enumerate(triples, start=1):
             parameters = {
                 "topic_key": topic["topic_key"], "persona_key": persona["persona_key"], "arc_key": arc["arc_key"],
@@ -225,8 +225,9 @@ def queued_items(conn: psycopg.Connection, job_id: UUID) -> list[Item]:
 
 def claim_items(conn: psycopg.Connection, job_id: UUID, limit: int, estimated_time: int | None) -> list[Item]:
     """Move up to `limit` queued items to `processing` (committed), lowest positions first."""
-    with conn.transaction():
-        rows = conn.execute(
+    with conn.transaction(), conn.cursor() as cur:
+        set_json_loads(orjson.loads, cur)  # the parameters of thousands of items a second
+        rows = cur.execute(
             "UPDATE batch_items AS b SET status = 'processing', estimated_time = %s, updated_at = now()"
             "  FROM (SELECT id FROM batch_items WHERE batch_job_id = %s AND status = 'queued'"
             "         ORDER BY position LIMIT %s FOR UPDATE SKIP LOCKED) AS q"

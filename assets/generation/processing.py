@@ -6,7 +6,7 @@ the generator computes rather than waits: more would only contend for the GIL). 
 stored before the transaction that inserts its conversation and completes its
 item, so a completed item always has its row and its file. A file whose transaction never
 committed (the process died in between) is rewritten when its item is retried, and removed by
-the prune that ends every run of the job. Outcomes are committed together every COMMIT_EVERY_S,
+the prune that ends the run resuming the job. Outcomes are committed together every COMMIT_EVERY_S,
 so commits grow with throughput instead of costing a transaction per item.
 
 A metered generator estimates the queued items' usage before the first one starts, and every
@@ -100,19 +100,21 @@ def generate_conversations(
     """
     if not conn.autocommit:
         raise ValueError("generation needs an autocommit connection: each step commits on its own")
-    job = open_job(conn, load_scaffolding(conn, topic_keys), settings, label=label, generator=generator.name)
+    scaffolding = load_scaffolding(conn, topic_keys)
+    job = open_job(conn, scaffolding, settings, label=label, generator=generator.name)
     fault_point("opened")
     log(f"{'resumed' if job.resumed else 'created'} batch job {job.id}: {job.total_items} items"
         + (f", {job.processed_before} already processed" if job.resumed else ""))
     try:
-        return _process(conn, job, generator, store)
+        # A resumed job's items keep the rows they were made from, which may since have been deactivated.
+        rows = load_job_rows(conn, job.id) if job.resumed else JobRows.of(scaffolding)
+        return _process(conn, job, rows, generator, store)
     finally:
         if not conn.broken:
             unlock_job(conn, job.id)
 
 
-def _process(conn, job: BatchJob, generator, store: ConversationStore) -> GenerationResult:
-    rows = load_job_rows(conn, job.id)
+def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationStore) -> GenerationResult:
     estimated = _estimate(conn, job.id, rows, generator)
     start_job(conn, job.id)
     fault_point("started")
@@ -175,7 +177,10 @@ def _process(conn, job: BatchJob, generator, store: ConversationStore) -> Genera
     workers.stop()
     stopped = stop_on_failure and (job.failed_before + processed - succeeded) > 0
     fault_point("finishing")
-    store.prune(str(job.id), conversation_files(conn, job.id))  # before the job is final: a kill after leaves no orphan
+    # A file no row points at comes only from a run that died after writing it (its job is then resumed) or
+    # from a write that failed half way (its item failed); otherwise every file written has its row.
+    if job.resumed or processed > succeeded:
+        store.prune(str(job.id), conversation_files(conn, job.id))  # before the job is final: a kill after leaves none
     status = finish_job(conn, job.id, stopped=stopped, cancelled=interrupt is not None)
     fault_point("finished")
     if interrupt is not None:

@@ -54,6 +54,12 @@ class JobRows:
     arcs: dict[str, dict]
     topics: dict[str, dict]
 
+    @classmethod
+    def of(cls, scaffolding: Scaffolding) -> JobRows:
+        """The rows of a job just made from `scaffolding` (every one of them)."""
+        return cls(*({str(r["id"]): r for r in rows}
+                     for rows in (scaffolding.personas, scaffolding.arcs, scaffolding.topics)))
+
 
 _JOB_ROWS = ("SELECT * FROM {table} WHERE id IN"
              " (SELECT DISTINCT (parameters ->> %s)::uuid FROM batch_items WHERE batch_job_id = %s)")

@@ -21,6 +21,7 @@ import psycopg
 from assets.audit.contract import DEFAULT_CONTRACT, ContractError, load_contract
 from assets.audit.findings import findings_markdown, run_audit, severity_counts
 from pipelines.demo import DemoDatabaseError, load_demo_database
+from pipelines.one_line import one_line
 from resources.database import DatabaseUnavailable, TargetDatabase, scrub
 from resources.embedded import PROJECT_ROOT
 from resources.generators import GENERATORS
@@ -203,7 +204,7 @@ def migrate(args: argparse.Namespace, database: TargetDatabase) -> int:
         except MissingPrivileges as exc:
             raise CannotRun(f"migration not run: {exc}") from None
         except PlanError as exc:
-            print(f"bulkgen: migration not run: {_one_line(str(exc))}", file=sys.stderr)
+            print(f"bulkgen: migration not run: {one_line(str(exc))}", file=sys.stderr)
             return EXIT_FINDINGS
         except MigrationFailed as exc:
             raise CannotRun(f"migration failed: {exc}") from None
@@ -275,13 +276,8 @@ def _reset_embedded_app_database() -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"bulkgen: error: {_one_line(message)}", file=sys.stderr)
+    print(f"bulkgen: error: {one_line(message)}", file=sys.stderr)
     return EXIT_CANNOT_RUN
-
-
-def _one_line(text: str) -> str:
-    """`text` safe for one terminal line: control and other unprintable characters escaped, as in Python."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.one_line import one_line
+
 DEFAULT_CONTRACT = Path(__file__).resolve().parents[2] / "contracts" / "bulkgen.yaml"
 
 TYPE_FAMILIES = ("text", "integer", "numeric", "boolean", "uuid", "json", "timestamp", "date")
@@ -72,7 +74,7 @@ def parse_contract(raw: object, path: str) -> Contract:
     """Validate an already-parsed contract document (`path` only names it in errors)."""
 
     def fail(entry: str, problem: str) -> ContractError:
-        return ContractError(f"{path}: {entry}: {problem}")
+        return ContractError(one_line(f"{path}: {entry}: {problem}"))  # names from the document, quoted as they are
 
     if not isinstance(raw, dict):
         raise fail("<top level>", "expected a mapping with 'tables'")

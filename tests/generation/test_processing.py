@@ -1,6 +1,9 @@
 """Processing on a real database: the whole lifecycle, stop vs continue, the concurrency bound, interrupt, requeue."""
 
 import _thread
+import dataclasses
+import resource
+import signal
 import threading
 import time
 
@@ -143,6 +146,40 @@ def test_an_interrupted_run_cancels_the_job_then_lets_the_interrupt_through(fixe
         job_id, status = conn.execute("SELECT id, status FROM batch_jobs WHERE shared_parameters ? 'topics'").fetchone()
     counts = assert_job_sound(fixed_db, job_id, store)
     assert status == "cancelled" and counts["completed"] >= 6 and counts["cancelled"] == 72 - counts["completed"]
+
+
+class OversizedGenerator(TemplateGenerator):
+    """Keeps a raw response beside each file, as a model's generator does; one arc's conversations are huge."""
+
+    huge_arc: str
+
+    def generate(self, request: ConversationRequest) -> GeneratedConversation:
+        conversation = dataclasses.replace(super().generate(request), raw='{"id": "msg_1"}')
+        if request.arc["arc_key"] != self.huge_arc:
+            return conversation
+        return dataclasses.replace(conversation, turns=[{**t, "content": t["content"] * 200} for t in conversation.turns])
+
+
+def test_a_file_write_cut_short_fails_its_item_and_leaves_no_file_behind(fixed_db, store):
+    """The kernel refuses bytes past RLIMIT_FSIZE (EFBIG), as a full disk would: a raw response is stored, its
+    conversation file half written. The item fails with the system's reason, and neither file outlives the run."""
+    limit = 64 * 1024  # every file fits but the huge arc's, which the raw response beside it precedes
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        result = _run(fixed_db, store, OversizedGenerator(delay_ms=0, huge_arc="crisis_to_referral"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert result.status == "completed" and not result.job.resumed
+    assert assert_job_sound(fixed_db, result.job.id, store) == {"completed": 63, "failed": 9}  # and no orphan file
+    with psycopg.connect(fixed_db) as conn:
+        errors = conn.execute(
+            "SELECT DISTINCT error_message FROM batch_items WHERE batch_job_id = %s AND status = 'failed'",
+            [result.job.id],
+        ).fetchall()
+    assert errors == [("OSError: [Errno 27] File too large",)]
 
 
 class OverflowingGenerator(TemplateGenerator):

@@ -128,7 +128,7 @@ def _topic_range(instance, database: TargetDatabase, requested: list[str] | None
         try:
             selected = select_topics(conn, requested)
             if gate_first:
-                ensure_gate_open(conn, CONTRACT, written_values(JobSettings()), instance)
+                ensure_gate_open(conn, CONTRACT, written_values(JobSettings()))
         except (TopicSelectionError, GateClosed) as exc:
             raise CannotRun(str(exc)) from None
         if not selected:

@@ -71,7 +71,7 @@ def topic_conversations(
     try:
         with database.connection(autocommit=True) as conn:
             selected = select_topics(conn, list(context.partition_keys))
-            ensure_gate_open(conn, CONTRACT, written_values(settings), context.instance)
+            fix = ensure_gate_open(conn, CONTRACT, written_values(settings))
             result = generate_conversations(
                 conn, list(selected.values()), generator, conversation_store, settings,
                 label=run_label(context.run.run_id), log=context.log.info,
@@ -84,9 +84,10 @@ def topic_conversations(
                             f"retry {context.retry_number + 1} of {DB_RETRIES} in {wait} s resumes the batch job")
         raise dg.RetryRequested(max_retries=DB_RETRIES, seconds_to_wait=wait) from exc
     context.log.info(f"batch job {result.job.id} {result.status}: {result.summary['items_by_status']}")
+    metadata = {"database": database.display_name(), "fix": fix, **_metadata(result, generator)}
     if result.status != "completed":
-        raise dg.Failure(f"batch job {result.job.id} ended {result.status}", metadata=_metadata(result, generator))
-    return dg.MaterializeResult(metadata=_metadata(result, generator))
+        raise dg.Failure(f"batch job {result.job.id} ended {result.status}", metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 def _metadata(result: GenerationResult, generator: ConversationGenerator) -> dict:

@@ -9,11 +9,14 @@ import psycopg
 import pytest
 
 from assets.audit.asset import CONTRACT
-from assets.generation.gate import FIX_ASSET, FIX_CHECK
+from assets.migration.asset import accepts_code_statuses, batch_jobs_status_constraint
 from assets.migration.execute import migrate
 from resources.conversation_store import RAW_SUFFIX, ConversationStore
 from resources.embedded import database_url
 from tests.conftest import fresh_database
+
+FIX_ASSET = batch_jobs_status_constraint.key
+(FIX_CHECK,) = accepts_code_statuses.check_keys
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +46,8 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 def record_fix(instance: dg.DagsterInstance, *, passed: bool = True) -> None:
-    """Record a materialization of the fix asset and its blocking check's verdict on it."""
+    """Record a materialization of the fix asset and its blocking check's verdict on it (what the automation
+    condition waits for; the gate asks the database instead)."""
     from dagster._core.definitions.asset_checks.asset_check_evaluation import (
         AssetCheckEvaluationTargetMaterializationData,
     )

@@ -1,8 +1,9 @@
 """`bulkgen`: the command line over the same plain functions and Dagster jobs the UI uses.
 
-Exit codes: 0 when nothing is wrong, 1 when the audit has `error` findings (or, for `demo`, a
-verification check failed), 2 when the command cannot run (bad URL, unreachable database,
-malformed contract), with a one-line error.
+Every command names its database on its first line (in its JSON, under "database"). Without
+--database-url or DATABASE_URL only `demo` and `load-demo` use the embedded demo database; any
+other command needs --embedded to use it. Dagster and the database driver are imported only by a
+command that needs them, so --help answers at once.
 """
 
 from __future__ import annotations
@@ -10,23 +11,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
 import sys
+import textwrap
 from dataclasses import asdict
 from pathlib import Path
 
-import psycopg
-
-from assets.audit.contract import DEFAULT_CONTRACT, ContractError, load_contract
-from assets.audit.findings import findings_markdown, run_audit, severity_counts
-from pipelines.demo import DemoDatabaseError, load_demo_database
-from pipelines.one_line import one_line
-from resources.database import DatabaseUnavailable, TargetDatabase, scrub
-from resources.embedded import PROJECT_ROOT
-from resources.generators import GENERATORS
+from assets.audit.contract import DEFAULT_CONTRACT
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
+CANNOT_RUN = "2: it cannot run (no database chosen, bad URL, unreachable database, malformed contract, bad "\
+    "arguments), with a one-line error"
+EXIT_CODES = {  # command -> what its exit codes 0 and 1 mean
+    "audit": ("no finding of severity error", "some error finding (e.g. a CHECK refuses a value the code writes)"),
+    "load-demo": ("loaded", None),
+    "migrate": ("the database accepts every code value (fixed now, or nothing to do)",
+                "some value is still refused (always so after --dry-run on a database that needs the fix), or the "
+                "plan needs a decision first (a legacy value with no mapping)"),
+    "demo": ("every verification check passed", "some verification check failed"),
+    "generate": ("the batch job completed", None),
+    "run": ("the batch job completed", None),
+}
+NO_DATABASE = ("no database chosen: pass --database-url URL or set DATABASE_URL (the application's database), "
+               "or pass --embedded for the embedded demo database")
 
 
 class CannotRun(RuntimeError):
@@ -35,11 +41,20 @@ class CannotRun(RuntimeError):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.database_url:
-        os.environ["DATABASE_URL"] = args.database_url
-    url = os.environ.get("DATABASE_URL") or None
     try:
-        return args.command(args, TargetDatabase(url=url))
+        url = _chosen_url(args)
+    except CannotRun as exc:
+        return _fail(str(exc))
+    import psycopg
+
+    from assets.audit.contract import ContractError
+    from pipelines.demo import DemoDatabaseError
+    from resources.database import DatabaseUnavailable, TargetDatabase, scrub
+
+    database = TargetDatabase(url=url)
+    _name_the_database(args, database)
+    try:
+        return args.command(args, database)
     except (CannotRun, ContractError, DatabaseUnavailable, DemoDatabaseError) as exc:
         return _fail(str(exc))
     except psycopg.Error as exc:
@@ -47,36 +62,68 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"database error: {scrub(message, url) if url else message}")
 
 
-def audit(args: argparse.Namespace, database: TargetDatabase) -> int:
+def _chosen_url(args: argparse.Namespace) -> str | None:
+    """The target database's DSN, None for the embedded one; exported (or removed) as DATABASE_URL, which the
+    Dagster run resolves its database resource from, so the run works on the same database as the command."""
+    if args.database_url:
+        url = args.database_url
+    elif args.embedded:
+        url = None
+    else:
+        url = os.environ.get("DATABASE_URL") or None
+        if url is None and not args.embedded_by_default:
+            raise CannotRun(NO_DATABASE)
+    if url:
+        os.environ["DATABASE_URL"] = url
+    else:
+        os.environ.pop("DATABASE_URL", None)
+    return url
+
+
+def _name_the_database(args: argparse.Namespace, database) -> None:
+    """The first line of the output (JSON carries it as a field instead; SQL as a comment)."""
+    output = getattr(args, "format", None)
+    if output == "sql":
+        print(f"-- database: {database.display_name()}", flush=True)
+    elif output != "json":
+        print(f"== database: {database.display_name()}", flush=True)
+
+
+def audit(args: argparse.Namespace, database) -> int:
+    from assets.audit.contract import load_contract
+    from assets.audit.findings import findings_markdown, run_audit, severity_counts
+
     contract = load_contract(args.contract)
     with database.connection() as conn:
         findings = run_audit(conn, contract)
     if args.format == "json":
-        print(json.dumps({"findings": [asdict(f) for f in findings]}, indent=2))
+        print(json.dumps({"database": database.display_name(), "findings": [asdict(f) for f in findings]}, indent=2))
     else:
         print(findings_markdown(findings))
         print(f"\n{severity_counts(findings)}")
     return EXIT_FINDINGS if any(f.severity == "error" for f in findings) else EXIT_OK
 
 
-def load_demo(args: argparse.Namespace, database: TargetDatabase) -> int:
+def load_demo(args: argparse.Namespace, database) -> int:
+    from pipelines.demo import load_demo_database
+
     with database.connection() as conn:
         counts = load_demo_database(conn)
-    print(f"loaded the legacy demo schema into {database.display_name()}: {counts}")
+    print(f"loaded the legacy demo schema: {counts}")
     return EXIT_OK
 
 
-def generate(args: argparse.Namespace, database: TargetDatabase) -> int:
+def generate(args: argparse.Namespace, database) -> int:
     """Only the generation asset, for the selected topics; refuses before any write on an unfixed database."""
     return _generation_run(args, database, "generation_job", gate_first=True)
 
 
-def run(args: argparse.Namespace, database: TargetDatabase) -> int:
+def run(args: argparse.Namespace, database) -> int:
     """The whole chain (audit → fix → generation) for the selected topics, in one Dagster run."""
     return _generation_run(args, database, "chain_job", gate_first=False)
 
 
-def _generation_run(args: argparse.Namespace, database: TargetDatabase, job_name: str, *, gate_first: bool) -> int:
+def _generation_run(args: argparse.Namespace, database, job_name: str, *, gate_first: bool) -> int:
     """Run `job_name` in process over the selected topics' partitions as one range, then print the batch job."""
     import dagster as dg
 
@@ -108,6 +155,10 @@ ANTHROPIC_FLAGS = ("model", "requests_per_minute", "tokens_per_minute")
 def _generator_settings(args: argparse.Namespace) -> dict:
     """The generator's settings given as flags. The Anthropic generator's API key is never one: it stays an
     EnvVar (Dagster records only the name) read from ANTHROPIC_API_KEY, and the SDK reads ANTHROPIC_BASE_URL."""
+    from resources.generators import GENERATORS
+
+    if args.generator not in GENERATORS:
+        raise CannotRun(f"unknown generator {args.generator!r}: choose {' or '.join(sorted(GENERATORS))}")
     settings = {name: getattr(args, name) for name in ANTHROPIC_FLAGS if getattr(args, name) is not None}
     if args.generator != "anthropic":
         if settings:
@@ -117,7 +168,7 @@ def _generator_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
-def _topic_range(instance, database: TargetDatabase, requested: list[str] | None, *, gate_first: bool) -> dict:
+def _topic_range(instance, database, requested: list[str] | None, *, gate_first: bool) -> dict:
     """Run tags for one partition range over the selected active topics (None: all); refusals raise CannotRun."""
     from assets.audit.asset import CONTRACT
     from assets.generation.batch import JobSettings, written_values
@@ -141,6 +192,7 @@ def _topic_range(instance, database: TargetDatabase, requested: list[str] | None
 def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], settings: dict | None = None):
     from pipelines.definitions import defs
     from resources.database import target_database
+    from resources.generators import GENERATORS
 
     return defs.resolve_job_def(job_name).execute_in_process(
         instance=instance,
@@ -154,6 +206,8 @@ def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], s
 
 def _run_failure(result) -> str:
     """The first failed step's own error, on one line (Dagster wraps user errors in its own)."""
+    import re
+
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
@@ -164,7 +218,7 @@ def _run_failure(result) -> str:
     return f"run {result.run_id} did not materialize topic_conversations"
 
 
-def _batch_summary(conn: psycopg.Connection, job_id: str) -> str:
+def _batch_summary(conn, job_id: str) -> str:
     from assets.generation.batch import job_summary
 
     job = job_summary(conn, job_id)
@@ -183,6 +237,10 @@ def _batch_summary(conn: psycopg.Connection, job_id: str) -> str:
 
 def _dagster_home() -> Path:
     """The persistent DAGSTER_HOME (default .dagster_home/, SQLite storage) every CLI run is recorded in."""
+    import shutil
+
+    from resources.embedded import PROJECT_ROOT
+
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
@@ -191,11 +249,14 @@ def _dagster_home() -> Path:
     return home
 
 
-def migrate(args: argparse.Namespace, database: TargetDatabase) -> int:
+def migrate(args: argparse.Namespace, database) -> int:
     """Fix the value-set constraints the audit finds refusing code values (or, with --dry-run, only plan)."""
+    from assets.audit.contract import load_contract
+    from assets.audit.findings import run_audit
     from assets.migration.execute import MigrationFailed, operator, outcome_text
     from assets.migration.execute import migrate as run_migration
     from assets.migration.plan import MissingPrivileges, PlanError
+    from pipelines.one_line import one_line
 
     contract = load_contract(args.contract)
     with database.connection(autocommit=True) as conn:
@@ -212,22 +273,25 @@ def migrate(args: argparse.Namespace, database: TargetDatabase) -> int:
     if args.format == "sql":
         print(outcome.plan.sql(), end="")
     elif args.format == "json":
-        print(json.dumps({**outcome.as_dict(), "still_refused": [asdict(f) for f in refused]}, indent=2))
+        print(json.dumps({"database": database.display_name(), **outcome.as_dict(),
+                          "still_refused": [asdict(f) for f in refused]}, indent=2))
     else:
-        print(outcome_text(outcome))
+        print(outcome_text(outcome, with_sql=args.dry_run))
     return EXIT_FINDINGS if refused or outcome.plan.errors else EXIT_OK
 
 
-def demo(args: argparse.Namespace, database: TargetDatabase) -> int:
+def demo(args: argparse.Namespace, database) -> int:
     """Load the legacy demo database and materialize every asset through Dagster, then summarize."""
     import dagster as dg
+
+    from pipelines.demo import load_demo_database
 
     home = _dagster_home()
     if database.url is None:
         _reset_embedded_app_database()
     with database.connection() as conn:
         counts = load_demo_database(conn)
-    print(f"== demo database: {database.display_name()}\n   loaded {counts}")
+    print(f"   loaded the legacy demo schema: {counts}")
     with dg.DagsterInstance.get() as instance:
         tags = _topic_range(instance, database, None, gate_first=False)
         result = _execute(instance, "chain_job", "template", tags=tags)
@@ -240,16 +304,17 @@ def demo(args: argparse.Namespace, database: TargetDatabase) -> int:
         print(f"\nbefore:\n{mat.metadata['constraints_before'].value}\n\nafter:\n{mat.metadata['constraints_after'].value}")
     evaluations = result.get_asset_check_evaluations()
     verification = [e for e in evaluations if e.asset_key == dg.AssetKey("generation_verification")]
-    print("\n-- asset checks (the audit's ran before the fix; accepts_code_statuses after it)")
+    print("\n-- asset checks (the audit's ran before the fix and again after it; accepts_code_statuses after it)")
     for evaluation in evaluations:
         if evaluation.asset_key != dg.AssetKey("generation_verification"):
-            print(f"   {'PASS' if evaluation.passed else 'FAIL'}  {evaluation.check_name}")
+            when = f"  ({evaluation.metadata['evaluated'].value})" if "evaluated" in evaluation.metadata else ""
+            print(f"   {'PASS' if evaluation.passed else 'FAIL'}  {evaluation.check_name}{when}")
     for mat in result.asset_materializations_for_node("topic_conversations")[:1]:
         with database.connection() as conn:
             print(f"\n-- topic_conversations\n{_batch_summary(conn, mat.metadata['batch_job_id'].value)}")
     if verification:
         print(f"\n-- generation_verification\n{_verification_summary(verification)}")
-    print("\nBrowse the runs with: .venv/bin/dagster dev  (DAGSTER_HOME=.dagster_home)")
+    print(f"\nBrowse the runs in the Dagster UI: {_make_dev(home)}")
     if not result.success:
         return EXIT_CANNOT_RUN
     return EXIT_OK if all(e.passed for e in verification) else EXIT_FINDINGS
@@ -266,7 +331,16 @@ def _verification_summary(evaluations) -> str:
     return "\n".join(lines)
 
 
+def _make_dev(home: Path) -> str:
+    """The command that serves the UI on the instance this run was recorded in."""
+    from resources.embedded import PROJECT_ROOT
+
+    default = home.resolve() == (PROJECT_ROOT / ".dagster_home").resolve()
+    return "make dev" if default else f"DAGSTER_HOME={home} make dev"
+
+
 def _reset_embedded_app_database() -> None:
+    import psycopg
     from psycopg import sql
 
     from resources.embedded import APP_DATABASE, embedded_server_url
@@ -276,30 +350,45 @@ def _reset_embedded_app_database() -> None:
 
 
 def _fail(message: str) -> int:
+    from pipelines.one_line import one_line
+
     print(f"bulkgen: error: {one_line(message)}", file=sys.stderr)
     return EXIT_CANNOT_RUN
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bulkgen", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="bulkgen", description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes: 0 when nothing is wrong; 1 when the command found something wrong (each command's "
+               f"--help says what); {CANNOT_RUN}.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--database-url", help="target database DSN (default: $DATABASE_URL, else embedded)")
-        sub.set_defaults(command=handler)
+    def command(name: str, handler, help_text: str, *, embedded_by_default: bool = False) -> argparse.ArgumentParser:
+        ok, findings = EXIT_CODES[name]
+        codes = [textwrap.fill(code, 100, initial_indent="  ", subsequent_indent="     ")
+                 for code in [f"0: {ok}", *([f"1: {findings}"] if findings else []), CANNOT_RUN]]
+        sub = commands.add_parser(name, help=help_text, description=help_text, epilog="exit codes:\n" + "\n".join(codes),
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--database-url", metavar="URL", help="the target database's DSN (default: $DATABASE_URL"
+                           + (", else the embedded demo database)" if embedded_by_default else ")"))
+        where.add_argument("--embedded", action="store_true", help="use the embedded demo database"
+                           + (" (the default without a URL)" if embedded_by_default else ""))
+        sub.set_defaults(command=handler, embedded_by_default=embedded_by_default)
         return sub
 
     sub = command("audit", audit, "Audit the live schema against the contract (read-only).")
     sub.add_argument("--contract", default=str(DEFAULT_CONTRACT), help="contract file (YAML)")
     sub.add_argument("--format", choices=["table", "json"], default="table")
-    command("load-demo", load_demo, "Load the legacy demo schema and rows into an empty database.")
+    command("load-demo", load_demo, "Load the legacy demo schema and rows into an empty database.",
+            embedded_by_default=True)
     sub = command("migrate", migrate, "Fix the status constraints the audit finds refusing code values.")
     sub.add_argument("--contract", default=str(DEFAULT_CONTRACT), help="contract file (YAML)")
     sub.add_argument("--dry-run", action="store_true", help="only show the plan and its SQL; write nothing")
     sub.add_argument("--format", choices=["text", "sql", "json"], default="text",
                      help="sql: exactly the SQL that runs (or would, with --dry-run)")
-    command("demo", demo, "Load the demo database and materialize every asset through Dagster.")
+    command("demo", demo, "Load the demo database and materialize every asset through Dagster.",
+            embedded_by_default=True)
     for name, handler, help_text in [
         ("generate", generate, "Generate conversations for the selected topics (the generation asset only)."),
         ("run", run, "Audit, fix and generate for the selected topics, in one Dagster run."),
@@ -308,8 +397,9 @@ def _parser() -> argparse.ArgumentParser:
         selection = sub.add_mutually_exclusive_group(required=True)
         selection.add_argument("--topics", help="comma-separated topic keys")
         selection.add_argument("--all", action="store_true", help="every active training topic")
-        sub.add_argument("--generator", choices=sorted(GENERATORS), default="template",
-                         help="conversation generator; anthropic reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL")
+        sub.add_argument("--generator", default="template", metavar="NAME",
+                         help="conversation generator: template (default, offline) or anthropic (reads "
+                              "ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL)")
         llm = sub.add_argument_group("the anthropic generator")
         llm.add_argument("--model", help="Claude model id (default: the generator's)")
         llm.add_argument("--requests-per-minute", type=int, metavar="N",

@@ -125,16 +125,11 @@ def run(args: argparse.Namespace, database) -> int:
 
 def _generation_run(args: argparse.Namespace, database, job_name: str, *, gate_first: bool) -> int:
     """Run `job_name` in process over the selected topics' partitions as one range, then print the batch job."""
-    import dagster as dg
-
     requested = None if args.all else [t.strip() for t in args.topics.split(",") if t.strip()]
     if requested == []:
         raise CannotRun("no topics selected: pass --topics k1,k2 or --all")
     settings = _generator_settings(args)
-    _dagster_home()
-    with dg.DagsterInstance.get() as instance:
-        tags = _topic_range(instance, database, requested, gate_first=gate_first)
-        result = _execute(instance, job_name, args.generator, tags=tags, settings=settings)
+    result = _run_on_topics(database, requested, job_name, args.generator, gate_first=gate_first, settings=settings)
     print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}): {job_name}")
     materializations = result.asset_materializations_for_node("topic_conversations")
     if not result.success or not materializations:
@@ -168,12 +163,35 @@ def _generator_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
-def _topic_range(instance, database, requested: list[str] | None, *, gate_first: bool) -> dict:
+def _run_on_topics(database, requested: list[str] | None, job_name: str, generator: str, *, gate_first: bool,
+                   settings: dict | None = None):
+    """Run `job_name` in process over the selected topics' partitions as one range, recorded in the local
+    instance, holding the partitions' order steady until the run has ended (see `pipelines.local_instance`)."""
+    import dagster as dg
+
+    from pipelines.local_instance import dagster_home, instance_changes, run_hold
+
+    home = dagster_home()
+    with instance_changes(home):  # a new instance's storage is created on first use
+        instance = dg.DagsterInstance.get()
+    with instance, run_hold(home) as hold:
+        tags = _topic_range(instance, home, hold, database, requested, gate_first=gate_first)
+        return _execute(instance, job_name, generator, tags=tags, settings=settings)
+
+
+def _topic_range(instance, home: Path, hold, database, requested: list[str] | None, *, gate_first: bool) -> dict:
     """Run tags for one partition range over the selected active topics (None: all); refusals raise CannotRun."""
     from assets.audit.asset import CONTRACT
     from assets.generation.batch import JobSettings, written_values
     from assets.generation.gate import GateClosed, ensure_gate_open
-    from pipelines.partitions import TopicSelectionError, add_topic_partitions, select_topics, selection_range
+    from pipelines.local_instance import instance_changes
+    from pipelines.partitions import (
+        TopicSelectionError,
+        add_topic_partitions,
+        contiguous_range,
+        select_topics,
+        selection_range,
+    )
 
     with database.connection(autocommit=True) as conn:
         try:
@@ -184,8 +202,12 @@ def _topic_range(instance, database, requested: list[str] | None, *, gate_first:
             raise CannotRun(str(exc)) from None
         if not selected:
             raise CannotRun("no active training topics to generate for")
-        add_topic_partitions(instance, conn)
-    key_range = selection_range(instance, list(selected))
+        with instance_changes(home):
+            add_topic_partitions(instance, conn)  # appended: the ranges of runs in flight stay as they are
+    key_range = contiguous_range(instance, list(selected))
+    if key_range is None:
+        with hold.reordering(), instance_changes(home):
+            key_range = selection_range(instance, list(selected))
     return {"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end}
 
 
@@ -235,20 +257,6 @@ def _batch_summary(conn, job_id: str) -> str:
             f"failed_items={job['failed_items']}; {files} conversations linked; {seconds:.1f} s")
 
 
-def _dagster_home() -> Path:
-    """The persistent DAGSTER_HOME (default .dagster_home/, SQLite storage) every CLI run is recorded in."""
-    import shutil
-
-    from resources.embedded import PROJECT_ROOT
-
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists() or not config.read_text().strip():
-        shutil.copy(PROJECT_ROOT / "deploy" / "local-dagster.yaml", config)
-    return home
-
-
 def migrate(args: argparse.Namespace, database) -> int:
     """Fix the value-set constraints the audit finds refusing code values (or, with --dry-run, only plan)."""
     from assets.audit.contract import load_contract
@@ -286,15 +294,15 @@ def demo(args: argparse.Namespace, database) -> int:
 
     from pipelines.demo import load_demo_database
 
-    home = _dagster_home()
+    from pipelines.local_instance import dagster_home
+
+    home = dagster_home()
     if database.url is None:
         _reset_embedded_app_database()
     with database.connection() as conn:
         counts = load_demo_database(conn)
     print(f"   loaded the legacy demo schema: {counts}")
-    with dg.DagsterInstance.get() as instance:
-        tags = _topic_range(instance, database, None, gate_first=False)
-        result = _execute(instance, "chain_job", "template", tags=tags)
+    result = _run_on_topics(database, None, "chain_job", "template", gate_first=False)
     print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}), DAGSTER_HOME={home}")
     for mat in result.asset_materializations_for_node("schema_audit"):
         print(f"\n-- schema_audit\n{mat.metadata['findings'].value}")

@@ -32,7 +32,9 @@ from resources.generators import Usage
 JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
 ITEM_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
 CONVERSATION_STATUS = "generated"
-RESUME_LOCK_WAIT = "5s"  # how long a resumed job waits for a killed session's lock to go
+# How long a run waits for the unfinished job of its topics that another session holds: "0", until that session
+# lets go (its run finished the job, so this one completes at once, or stopped or died, so this one resumes it).
+RESUME_LOCK_WAIT = "0"
 
 
 class JobBusy(RuntimeError):
@@ -123,34 +125,40 @@ def open_job(
     topic_keys = sorted(t["topic_key"] for t in scaffolding.topics)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"bulkgen.topics:{topic_keys}"])
+        found = conn.execute(
+            "SELECT id FROM batch_jobs WHERE job_type = 'generation' AND status IN ('queued', 'processing')"
+            "   AND shared_parameters -> 'topics' = %s ORDER BY created_at LIMIT 1",
+            [Jsonb(topic_keys)],
+        ).fetchone()
+        if found is None:
+            job = _create_job(conn, scaffolding, settings, topic_keys, label=label, generator=generator)
+            _lock_job(conn, job.id, wait=None)
+            return job
+    # The job's lock is waited for outside the topics' lock, so that every run for these topics that starts
+    # meanwhile finds this same job and waits for it too, rather than a new one once this one is finished.
+    with conn.transaction():
+        _lock_job(conn, found[0], wait=RESUME_LOCK_WAIT)
         with conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(
                 "SELECT id, name, total_items, completed_items, failed_items, concurrent_processing, error_handling,"
-                "       priority FROM batch_jobs"
-                " WHERE job_type = 'generation' AND status IN ('queued', 'processing')"
-                "   AND shared_parameters -> 'topics' = %s ORDER BY created_at LIMIT 1",
-                [Jsonb(topic_keys)],
+                "       priority FROM batch_jobs WHERE id = %s",
+                [found[0]],
             ).fetchone()
-        if row:
-            _lock_job(conn, row["id"], wait=RESUME_LOCK_WAIT)
-            conn.execute(
-                "UPDATE batch_items SET status = 'queued', estimated_time = NULL, updated_at = now()"
-                " WHERE batch_job_id = %s AND status = 'processing'",
-                [row["id"]],
-            )
-            conn.execute(  # the run now processing the job, which the run-failure sensor looks it up by
-                "UPDATE batch_jobs SET shared_parameters = jsonb_set(shared_parameters, '{run}', %s)"
-                " WHERE id = %s AND status IN ('queued', 'processing')",
-                [Jsonb(label), row["id"]],
-            )
-            return BatchJob(
-                id=row["id"], name=row["name"], total_items=row["total_items"], resumed=True,
-                processed_before=row["completed_items"], failed_before=row["failed_items"],
-                settings=JobSettings(row["concurrent_processing"], row["error_handling"], row["priority"]),
-            )
-        job = _create_job(conn, scaffolding, settings, topic_keys, label=label, generator=generator)
-        _lock_job(conn, job.id, wait=None)
-        return job
+        conn.execute(
+            "UPDATE batch_items SET status = 'queued', estimated_time = NULL, updated_at = now()"
+            " WHERE batch_job_id = %s AND status = 'processing'",
+            [row["id"]],
+        )
+        conn.execute(  # the run now processing the job, which the run-failure sensor looks it up by
+            "UPDATE batch_jobs SET shared_parameters = jsonb_set(shared_parameters, '{run}', %s)"
+            " WHERE id = %s AND status IN ('queued', 'processing')",
+            [Jsonb(label), row["id"]],
+        )
+        return BatchJob(
+            id=row["id"], name=row["name"], total_items=row["total_items"], resumed=True,
+            processed_before=row["completed_items"], failed_before=row["failed_items"],
+            settings=JobSettings(row["concurrent_processing"], row["error_handling"], row["priority"]),
+        )
 
 
 def _create_job(conn, scaffolding: Scaffolding, settings: JobSettings, topic_keys: list[str], *, label: str,

@@ -27,12 +27,11 @@ bench: $(STAMP)
 # The one instance: the CLI, `make demo` and `make dev` record and read runs in $DAGSTER_HOME, the project's
 # .dagster_home unless set.
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-export DAGSTER_HOME
 
 dev: $(STAMP)
 	mkdir -p $(DAGSTER_HOME)
 	test -s $(DAGSTER_HOME)/dagster.yaml || cp deploy/local-dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev
 
 clean:
 	rm -rf $(VENV) .cache .dagster_home

@@ -10,6 +10,9 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
+# The demo's own app user (a row of user_profiles): the owner of the batches the demo generates.
+DEMO_OWNER = "d3e0c0de-0000-4000-8000-000000000001"
+DEMO_OWNER_NAME = "Demo Reviewer"
 CATALOG_TABLES = {  # table -> (catalog file, key column)
     "personas": ("personas.json", "persona_key"),
     "emotional_arcs": ("emotional_arcs.json", "arc_key"),
@@ -31,12 +34,14 @@ def load_demo_database(conn: psycopg.Connection, topics_file: str = "training_to
         existing = conn.execute(
             "SELECT array_agg(relname::text ORDER BY relname) FROM pg_class "
             "WHERE relnamespace = 'public'::regnamespace AND relname = ANY(%s)",
-            [[*CATALOG_TABLES, "batch_jobs", "batch_items", "batch_checkpoints", "conversations"]],
+            [[*CATALOG_TABLES, "batch_jobs", "batch_items", "batch_checkpoints", "conversations", "user_profiles"]],
         ).fetchone()[0]
         if existing:
             raise DemoDatabaseError(f"the database already has table(s) {', '.join(existing)}; load into an empty one")
         conn.execute((DEMO_DIR / "legacy_schema.sql").read_text())
         conn.execute((DEMO_DIR / "legacy_rows.sql").read_text())
+        conn.execute("INSERT INTO user_profiles (id, email, full_name) VALUES (%s, 'demo@bulkgen.invalid', %s)",
+                     [DEMO_OWNER, DEMO_OWNER_NAME])
         files = {**{t: f for t, (f, _) in CATALOG_TABLES.items()}, "training_topics": topics_file}
         for table, file in files.items():
             insert_catalog_rows(conn, table, json.loads((DEMO_DIR / "catalog" / file).read_text()))

@@ -17,7 +17,7 @@ one. Counters only change as `SET n = n + k`, in the transaction that moves the 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 import orjson
@@ -26,7 +26,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_loads
 
-from assets.generation.owner import owner_columns
+from assets.generation.owner import default_owner, owner_columns, parse_owner
 from assets.generation.scaffolding import BASE_TIER, EDGE_TIER, Scaffolding, item_tier
 from pipelines.partitions import topic_partition_key
 from resources.generators import Usage
@@ -179,7 +179,8 @@ def open_job(
 
     Either way this session then holds the job's advisory lock until `unlock_job` (or its end).
     """
-    owner = settings.owner
+    owner = parse_owner(settings.owner or default_owner())
+    settings = replace(settings, owner=owner)
     topic_keys = sorted(t["topic_key"] for t in scaffolding.topics)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"bulkgen.topics:{topic_keys}"])

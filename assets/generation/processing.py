@@ -24,7 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from uuid import UUID, uuid5
 
 import orjson
@@ -50,7 +50,6 @@ from assets.generation.batch import (
 )
 from assets.generation.conversation_file import conversation_document, file_key, validate_document
 from assets.generation.faults import fault_point
-from assets.generation.owner import default_owner, parse_owner
 from assets.generation.scaffolding import JobRows, load_job_rows, load_scaffolding
 from resources.conversation_store import RAW_SUFFIX, ConversationStore
 from resources.generators import (
@@ -104,7 +103,6 @@ def generate_conversations(
     """
     if not conn.autocommit:
         raise ValueError("generation needs an autocommit connection: each step commits on its own")
-    settings = replace(settings, owner=parse_owner(settings.owner or default_owner()))
     scaffolding = load_scaffolding(conn, topic_keys)
     job = open_job(conn, scaffolding, settings, label=label, generator=generator.name)
     fault_point("opened")

@@ -67,7 +67,7 @@ def test_run_audits_fixes_and_generates_three_topics_in_one_run(legacy_db, cli_e
     assert legacy == {"queued": 2, "processing": 1, "paused": 1, "completed": 1, "failed": 1, "cancelled": 1}
     assert assert_job_sound(legacy_db, jobs[0][0], cli_env) == {"completed": 72}
     files = list(cli_env.root_path().rglob("*.json"))
-    assert len(files) == 72 and all(json.loads(f.read_text())["turns"] for f in files)
+    assert len(files) == 72 and all(json.loads(f.read_text())["training_pairs"] for f in files)
     assert f"batch job {jobs[0][0]} completed" in out and "items 72 (27 edge_case, 45 template)" in out
 
     # Now fixed through the fix asset: `generate` alone goes through, as one more job for the same topics.

@@ -27,11 +27,11 @@ def test_the_legacy_schema_is_refused_naming_constraints_and_values(legacy_db):
 def test_a_fixed_schema_passes_and_any_other_refusal_is_named(fixed_db):
     with psycopg.connect(fixed_db, autocommit=True) as conn:
         assert database_refusals(conn, CONTRACT, WRITES) == []
-        conn.execute("ALTER TABLE conversations ADD CONSTRAINT no_generated CHECK (status <> 'generated')")
+        conn.execute("ALTER TABLE conversations ADD CONSTRAINT not_for_review CHECK (status <> 'pending_review')")
         conn.execute("ALTER TABLE batch_items DROP COLUMN estimated_time")
         assert database_refusals(conn, CONTRACT, WRITES) == [
             "batch_items lacks column(s) estimated_time",
-            "conversations.status refuses 'generated' (violates no_generated)",
+            "conversations.status refuses 'pending_review' (violates not_for_review)",
         ]
         stop_high = written_values(JobSettings(error_handling="stop", priority="urgent"))
         assert database_refusals(conn, CONTRACT, stop_high)[0].startswith(

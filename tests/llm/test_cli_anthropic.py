@@ -53,7 +53,7 @@ def test_run_generates_a_topic_end_to_end_and_the_key_is_nowhere(legacy_db, fake
     assert assert_job_sound(legacy_db, job_id, store) == {"completed": 24}
     assert len(rows) == 24 and {g for *_, g in rows} == {"anthropic"}
     for _, path, _ in rows:
-        assert store.read(path)["generator"] == "anthropic"
+        assert json.loads(store.read(path))["training_pairs"][0]["training_metadata"]["generator"] == "anthropic"
         assert json.loads(store.path(path + RAW_SUFFIX).read_text())["type"] == "message"
 
     # Tokens are the API's: what the fake billed, in the conversations and in the materialization's metadata.

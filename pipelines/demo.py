@@ -52,14 +52,15 @@ def load_demo_database(conn: psycopg.Connection, topics_file: str = "training_to
 
 
 def insert_catalog_rows(conn: psycopg.Connection, table: str, rows: list[dict]) -> None:
-    """Insert catalog rows, keeping the fields the table has columns for; lists and maps go in as JSON."""
-    live = {
-        r[0]
-        for r in conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+    """Insert catalog rows, keeping the fields the table has columns for; lists go into an array column as arrays,
+    lists and maps elsewhere as JSON."""
+    live = dict(
+        conn.execute(
+            "SELECT a.attname, t.typcategory = 'A' FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid"
+            " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
             [table],
-        )
-    }
+        ).fetchall()
+    )
     columns = [c for c in rows[0] if c in live]
     statement = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
         sql.Identifier(table),
@@ -69,5 +70,5 @@ def insert_catalog_rows(conn: psycopg.Connection, table: str, rows: list[dict]) 
     with conn.cursor() as cur:
         cur.executemany(
             statement,
-            [[Jsonb(r[c]) if isinstance(r[c], (list, dict)) else r[c] for c in columns] for r in rows],
+            [[Jsonb(r[c]) if isinstance(r[c], (list, dict)) and not live[c] else r[c] for c in columns] for r in rows],
         )

@@ -44,6 +44,16 @@ def store(tmp_path) -> ConversationStore:
 
 
 @pytest.fixture
+def cli_env(tmp_path, monkeypatch) -> ConversationStore:
+    """A fresh persistent DAGSTER_HOME and conversation store, as the CLI finds them in the environment."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("CONVERSATION_STORE", str(tmp_path / "conversations"))
+    monkeypatch.setenv("GENERATOR_DELAY_MS", "0")
+    return ConversationStore()
+
+
+@pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as instance:
         yield instance

@@ -274,8 +274,6 @@ def demo(args: argparse.Namespace, database: TargetDatabase) -> int:
 
 def _first_training_pair(conn: psycopg.Connection, job_id: str) -> str:
     """The job's first conversation as the app stores it: its row, its file's key and first training pair."""
-    import orjson
-
     from resources.conversation_store import ConversationStore
 
     row = conn.execute(
@@ -286,7 +284,7 @@ def _first_training_pair(conn: psycopg.Connection, job_id: str) -> str:
     if row is None:
         return "   no conversation written"
     status, owner, bucket, key = row
-    pair = orjson.loads(ConversationStore().read(key))["training_pairs"][0]
+    pair = ConversationStore().read(key)["training_pairs"][0]
     shown = {k: pair[k] for k in ("id", "turn_number", "current_user_input", "emotional_context", "target_response")}
     return (f"   first conversation: status {status}, created_by {owner}, {bucket}/{key}\n"
             f"   its first training pair:\n"

@@ -1,30 +1,26 @@
-"""The conversation store: one object per conversation under a root folder, at the key the app reads.
+"""The conversation store: one JSON file per conversation under a root folder.
 
-Keys are relative (`<owner>/<conversation_id>/conversation.json`, the row's `file_path`), so the
-store can move; the folder's name is the bucket the rows name (`storage_bucket`). The interface is
-an object store's: bytes put and got by key, keys deleted, so an S3 store fits beside it.
-
-A file is written in place, before the transaction that inserts its row: the commit publishes it,
-so no reader that finds files through rows sees one half written. A killed writer leaves a file no
-row points at; its item's retry rewrites it, and the run's closing prune deletes the keys of the
-job's items that point at no conversation. (A temporary name and a rename would guard nothing
-more, and cost two more system calls and a directory update per file.)
+`conversations.file_path` is relative to the root, so the store can move. A file is written in
+place, before the transaction that inserts its row: the commit publishes it, so no reader that
+finds files through rows sees one half written. A killed writer leaves a file no row points at;
+its item's retry rewrites it, and `prune` removes whatever no row points at. (A temporary name and
+a rename would guard nothing more, and cost two more system calls and a directory update per file.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
 import dagster as dg
+import orjson
 from pydantic import Field
 
 from resources.embedded import PROJECT_ROOT
 
-DEFAULT_ROOT = PROJECT_ROOT / ".cache" / "conversation-files"
+DEFAULT_ROOT = PROJECT_ROOT / ".conversations"
 RAW_SUFFIX = ".raw"  # a model's raw response, beside its conversation file
 
 
@@ -33,7 +29,7 @@ class ConversationStore(dg.ConfigurableResource):
 
     root: str | None = Field(
         default=None,
-        description="Folder of the conversation files; unset means $CONVERSATION_STORE, else .cache/conversation-files/.",
+        description="Folder of the conversation files; unset means $CONVERSATION_STORE, else .conversations/.",
     )
 
     def root_path(self) -> Path:
@@ -44,43 +40,46 @@ class ConversationStore(dg.ConfigurableResource):
         """What the rows' `storage_bucket` names: the folder's own name."""
         return self.root_path().name
 
-    def path(self, key: str) -> Path:
-        """The absolute path of a stored file; refuses keys that would leave the root."""
-        return Path(self._location(key))
+    def path(self, relative: str) -> Path:
+        """The absolute path of a stored file; refuses paths that would leave the root."""
+        return Path(self._location(relative))
 
-    def write(self, key: str, data: bytes) -> None:
-        """Store `data` under `key`, replacing what was there."""
-        _write(self._location(key), data)
+    def write(self, relative: str, document: dict, raw: str | None = None) -> int:
+        """Store `document` as UTF-8 JSON (and `raw` beside it) under `relative`; returns the file's size in bytes."""
+        data = orjson.dumps(document)
+        location = self._location(relative)
+        if raw is not None:
+            _write(location + RAW_SUFFIX, raw.encode())
+        _write(location, data)
+        return len(data)
 
-    def read(self, key: str) -> bytes:
-        """The bytes stored under `key`; FileNotFoundError when there are none."""
-        return self.path(key).read_bytes()
+    def read(self, relative: str) -> dict:
+        return orjson.loads(self.path(relative).read_bytes())
 
-    def delete(self, keys: Iterable[str]) -> int:
-        """Remove the files stored under `keys` (absent ones are skipped) and the folders left empty; returns how many."""
+    def prune(self, folder: str, keep: set[str]) -> int:
+        """Remove every file under `folder` that is not in `keep` (relative paths) or beside one; returns how many."""
+        directory = self._location(folder)
+        if not os.path.isdir(directory):
+            return 0
+        kept = {self._location(k) for k in keep}
+        kept |= {k + RAW_SUFFIX for k in kept}
         removed = 0
-        for key in keys:
-            location = self._location(key)
-            try:
-                os.unlink(location)
-            except FileNotFoundError:
-                continue
-            removed += 1
-            folder, root = os.path.dirname(location), str(self.root_path())
-            while folder != root:
-                with contextlib.suppress(OSError):  # not empty: another file lives there
-                    os.rmdir(folder)
-                    folder = os.path.dirname(folder)
-                    continue
-                break
+        with os.scandir(directory) as entries:  # file types from the directory itself: no stat per file
+            for entry in entries:
+                if entry.is_file() and entry.path not in kept:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                    removed += 1
+        if not os.listdir(directory):
+            os.rmdir(directory)
         return removed
 
-    def _location(self, key: str) -> str:
-        """`path` as text, normalized: what files are written at, without pathlib's cost per file."""
+    def _location(self, relative: str) -> str:
+        """`path` as text, normalized: what files are written at and compared by, without pathlib's cost per file."""
         root = str(self.root_path())
-        location = os.path.normpath(f"{root}/{key}")
-        if key.startswith("/") or "\\" in key or ".." in key.split("/") or location == root:
-            raise ValueError(f"{key!r} is not a path inside the conversation store")
+        location = os.path.normpath(f"{root}/{relative}")
+        if relative.startswith("/") or "\\" in relative or ".." in relative.split("/") or location == root:
+            raise ValueError(f"{relative!r} is not a path inside the conversation store")
         return location
 
 

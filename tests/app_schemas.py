@@ -205,11 +205,12 @@ def add_user(conn, user_id: str, name: str) -> None:
 
 _SQL_TYPES = {"text": "text", "integer": "integer", "numeric": "numeric", "boolean": "boolean", "uuid": "uuid",
               "json": "jsonb", "timestamp": "timestamptz", "date": "date"}
-_DEFAULTS = {"integer": "DEFAULT 0", "timestamp": "DEFAULT now()", "json": "DEFAULT '{}'"}
+_DEFAULTS = {"integer": "DEFAULT 0", "timestamp": "DEFAULT now()", "json": "DEFAULT '{}'", "boolean": "DEFAULT true"}
 
 
 def required_only_schema(contract: Contract) -> sql.Composed:
-    """Every contracted table with only its required columns: `id` the key, counters from 0, times from now()."""
+    """Every contracted table with only its required columns: `id` the key, counters from 0, times from now(),
+    flags true."""
     statements = []
     for table in contract.tables:
         columns = []

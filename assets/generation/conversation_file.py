@@ -30,9 +30,14 @@ class InvalidConversationFile(ValueError):
     """The document is not what the app's schema accepts; the message is the validator's."""
 
 
+def conversation_folder(owner: object, conversation_id: object) -> str:
+    """The folder (key prefix) of one conversation: its file, and a model's raw response beside it."""
+    return f"{owner}/{conversation_id}"
+
+
 def file_key(owner: object, conversation_id: object) -> str:
     """Where the app looks for a conversation's file, relative to the store (its `file_path`)."""
-    return f"{owner}/{conversation_id}/{FILE_NAME}"
+    return f"{conversation_folder(owner, conversation_id)}/{FILE_NAME}"
 
 
 @cache

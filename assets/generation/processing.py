@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID, uuid5
 
-import orjson
 import psycopg
 
 from assets.generation.batch import (
@@ -48,10 +47,15 @@ from assets.generation.batch import (
     unlinked_items,
     unlock_job,
 )
-from assets.generation.conversation_file import conversation_document, file_key, validate_document
+from assets.generation.conversation_file import (
+    conversation_document,
+    conversation_folder,
+    file_key,
+    validate_document,
+)
 from assets.generation.faults import fault_point
 from assets.generation.scaffolding import JobRows, load_job_rows, load_scaffolding
-from resources.conversation_store import RAW_SUFFIX, ConversationStore
+from resources.conversation_store import ConversationStore
 from resources.generators import (
     ConversationGenerator,
     ConversationRequest,
@@ -185,8 +189,8 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     # A file no row points at comes only from a run that died after writing it (its job is then resumed) or
     # from a write that failed half way (its item failed); otherwise every file written has its row.
     if job.resumed or processed > succeeded:  # before the job is final: a kill after leaves no orphan
-        orphans = [file_key(job.settings.owner, conversation_of(item)) for item in unlinked_items(conn, job.id)]
-        store.delete([k for key in orphans for k in (key, key + RAW_SUFFIX)])
+        for item in unlinked_items(conn, job.id):  # an item's folder holds its file and the model's raw response
+            store.prune(conversation_folder(job.settings.owner, conversation_of(item)), set())
     status = finish_job(conn, job.id, stopped=stopped, cancelled=interrupt is not None)
     fault_point("finished")
     if interrupt is not None:
@@ -199,7 +203,7 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
         failed=processed - succeeded,
         duration_s=time.monotonic() - started,
         summary=job_summary(conn, job.id),
-        preview=orjson.loads(store.read(preview_path)) if preview_path else None,
+        preview=store.read(preview_path) if preview_path else None,
         estimated_usage=estimated,
         usage=usage,
     )
@@ -327,11 +331,8 @@ class _Producer:
                 quality_score=generated.quality_score,
             )
             validate_document(document)
-            data = orjson.dumps(document)
             key = file_key(self.owner, conversation_id)
-            if generated.raw is not None:
-                self.store.write(key + RAW_SUFFIX, generated.raw.encode())
-            self.store.write(key, data)
+            size = self.store.write(key, document, raw=generated.raw)
             fault_point("written")  # the file is stored, its item not yet completed
         except Exception as exc:
             if self.stop_on_failure:
@@ -359,7 +360,7 @@ class _Producer:
             starting_emotion=arc.get("starting_emotion"),
             ending_emotion=arc.get("ending_emotion"),
             file_path=key,
-            file_size=len(data),
+            file_size=size,
         ), usage=generated.usage)
 
 

@@ -198,6 +198,8 @@ def make_plan(conn: psycopg.Connection, contract: Contract, settings: MigrationS
         live = read_catalog(conn, contract)
         absent, wanted = {}, []  # absent: the missing tables and columns, in the contract's order
         for table, col in contract.value_set_columns():
+            if table.name in live and col.name not in live[table.name].columns and col.optional:
+                continue  # the code writes an optional column only where it exists: nothing to fix
             if table.name not in live or col.name not in live[table.name].columns:
                 absent[f"{contract.schema}.{table.name}" + (f".{col.name}" if table.name in live else "")] = None
             elif ((table.name, col.name) in refused or _unfinished(live[table.name], col.name)

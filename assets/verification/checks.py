@@ -13,7 +13,6 @@ from functools import cache
 from pathlib import Path
 from uuid import UUID
 
-import orjson
 import psycopg
 from psycopg.rows import dict_row
 
@@ -137,7 +136,7 @@ def _conversation_problem(row: dict, store: ConversationStore) -> str | None:
     if not row["file_path"]:
         return "its conversation has no file"
     try:
-        document = orjson.loads(store.read(row["file_path"]))
+        document = store.read(row["file_path"])
     except FileNotFoundError:
         return "its conversation's file is missing"
     except (OSError, ValueError) as exc:

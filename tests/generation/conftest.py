@@ -118,7 +118,7 @@ def assert_job_sound(dsn: str, job_id, store: ConversationStore) -> dict:
     assert len(set(triples)) == len(triples)
     for row in linked:
         assert row["file_path"] == f"{owner}/{row['conversation_id']}/conversation.json"
-        data = store.read(row["file_path"])
+        data = store.path(row["file_path"]).read_bytes()
         document = json.loads(data)
         jsonschema.validate(document, APP_FILE_SCHEMA)
         assert (len(data), row["tier"], row["status"]) == (row["file_size"], row["item_tier"], "pending_review")

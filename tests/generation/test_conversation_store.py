@@ -1,35 +1,33 @@
-"""The conversation store: bytes by key under its root, nothing outside it, deletes that leave no empty folder."""
+"""The conversation store: atomic JSON files under its root, nothing outside it, prune keeps what rows point at."""
 
 import pytest
 
 from resources.conversation_store import ConversationStore
 
 
-def test_objects_round_trip_under_the_root_from_setting_or_environment(tmp_path, monkeypatch):
+def test_files_round_trip_under_the_root_from_setting_or_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVERSATION_STORE", str(tmp_path / "from-env"))
     assert ConversationStore().root_path() == tmp_path / "from-env"
-    assert ConversationStore().bucket == "from-env"
-    store = ConversationStore(root=str(tmp_path / "conversation-files"))
-    assert store.bucket == "conversation-files"
-    store.write("owner/c1/conversation.json", "héllo".encode())
-    store.write("owner/c1/conversation.json", b"replaced")
-    assert store.read("owner/c1/conversation.json") == b"replaced"
-    assert (tmp_path / "conversation-files/owner/c1/conversation.json").read_bytes() == b"replaced"
-    with pytest.raises(FileNotFoundError):
-        store.read("owner/c2/conversation.json")
+    store = ConversationStore(root=str(tmp_path / "store"))
+    size = store.write("job/1.json", {"turns": [{"role": "user", "content": "héllo"}]}, raw='{"raw": 1}')
+    assert store.read("job/1.json")["turns"][0]["content"] == "héllo"
+    assert (tmp_path / "store/job/1.json").stat().st_size == size
+    assert (tmp_path / "store/job/1.json.raw").read_text() == '{"raw": 1}'
+    assert sorted(p.name for p in (tmp_path / "store/job").iterdir()) == ["1.json", "1.json.raw"]  # no temp left
 
 
-@pytest.mark.parametrize("key", ["../escape.json", "/etc/passwd", "job/../../x.json", "a\\..\\b", ""])
-def test_keys_outside_the_root_are_refused(tmp_path, key):
+@pytest.mark.parametrize("relative", ["../escape.json", "/etc/passwd", "job/../../x.json", "a\\..\\b", ""])
+def test_paths_outside_the_root_are_refused(tmp_path, relative):
     with pytest.raises(ValueError, match="not a path inside the conversation store"):
-        ConversationStore(root=str(tmp_path)).write(key, b"{}")
+        ConversationStore(root=str(tmp_path)).write(relative, {})
 
 
-def test_delete_removes_the_keys_given_and_the_folders_they_leave_empty(tmp_path):
+def test_prune_keeps_referenced_files_and_their_raw_responses(tmp_path):
     store = ConversationStore(root=str(tmp_path))
-    for key in ("u/1/conversation.json", "u/1/conversation.json.raw", "u/2/conversation.json"):
-        store.write(key, b"x")
-    assert store.delete(["u/1/conversation.json", "u/1/conversation.json.raw", "u/3/conversation.json"]) == 2
-    assert not (tmp_path / "u/1").exists() and (tmp_path / "u/2/conversation.json").exists()
-    assert store.delete(["u/2/conversation.json"]) == 1
-    assert not (tmp_path / "u").exists() and tmp_path.exists()  # the root itself stays
+    for name in ("1", "2", "3"):
+        store.write(f"job/{name}.json", {}, raw="r")
+    (tmp_path / "job/.3.json.123.tmp").write_text("half")  # what a killed writer leaves
+    assert store.prune("job", {"job/1.json"}) == 5
+    assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["1.json", "1.json.raw"]
+    assert store.prune("job", set()) == 2 and not (tmp_path / "job").exists()
+    assert store.prune("never-written", set()) == 0

@@ -103,7 +103,7 @@ def generate_conversations(
     """Create (or resume) the batch job for `topic_keys` and process it to a final status.
 
     `conn` must be in autocommit mode: every step commits on its own. The gate (and the owner's check
-    against the users table) is the caller's; `settings.owner` must be a UUID.
+    against the users table) is the caller's; the owner is `settings.owner`, unset: $BULKGEN_OWNER.
     """
     if not conn.autocommit:
         raise ValueError("generation needs an autocommit connection: each step commits on its own")

@@ -34,6 +34,9 @@ def test_a_fixed_schema_passes_and_any_other_refusal_is_named(fixed_db):
             "batch_items lacks column(s) estimated_time",
             "conversations.status refuses 'pending_review' (violates not_for_review)",
         ]
+        # The conversation status is a setting; a status the contract does not list is refused before any write.
+        assert database_refusals(conn, CONTRACT, written_values(JobSettings(conversation_status="generated")))[0] == (
+            "conversations.status: generation would write 'generated', which the contract does not list")
         stop_high = written_values(JobSettings(error_handling="stop", priority="urgent"))
         assert database_refusals(conn, CONTRACT, stop_high)[0].startswith(
             "batch_jobs.priority: generation would write 'urgent', which the contract does not list")

@@ -204,11 +204,12 @@ def _replace_step(schema: str, fixes: list[ColumnFix], settings: MigrationSettin
                "squawk-ignore constraint-missing-not-valid")
         for name, expression, on_domain, validated in fix.survivors:
             body.append(s.add_check(s.holder(schema, fix, on_domain), name, expression, not_valid=not validated,
-                                    why="What the replaced check also guarded, kept as it was.\n" + why))
+                                    why="What the replaced check also guarded, kept as it was.\n" + why,
+                                    on_domain=on_domain))
         if not fix.final_exists:
             body.append(s.add_check(s.holder(schema, fix, fix.final_on_domain), fix.final,
                                     s.code_list(s.value_ref(fix, fix.final_on_domain), fix.code_values),
-                                    not_valid=False, why=why))
+                                    not_valid=False, why=why, on_domain=fix.final_on_domain))
             body.append(s.comment(schema, fix))
         body += [Statement(text) for v in views for text in v.create]
     return Step(
@@ -254,8 +255,8 @@ def _expand_contract_steps(schema: str, fix: ColumnFix, settings: MigrationSetti
                      for j in fix.replaced if j.on_domain == holder]
             body.append(s.add_check(s.holder(schema, fix, holder), name,
                                     sql.SQL("({}) OR {}").format(sql.SQL(old), s.code_list(ref, fix.code_values)),
-                                    not_valid=True))
-        body += [s.add_check(s.holder(schema, fix, on_domain), name, expression, not_valid=True,
+                                    not_valid=True, on_domain=holder))
+        body += [s.add_check(s.holder(schema, fix, on_domain), name, expression, not_valid=True, on_domain=on_domain,
                              why="What the replaced check also guarded, kept as it was (validated below).")
                  for name, expression, on_domain, _ in fix.survivors]
         add("expand", "accept old and new values (" + ", ".join(fix.transitional.values()) + ", NOT VALID)", body,
@@ -281,7 +282,8 @@ def _expand_contract_steps(schema: str, fix: ColumnFix, settings: MigrationSetti
     if not fix.final_exists:
         add("contract", f"add {fix.final} (code values only, NOT VALID)",
             [s.add_check(s.holder(schema, fix, fix.final_on_domain), fix.final,
-                         s.code_list(s.value_ref(fix, fix.final_on_domain), fix.code_values), not_valid=True),
+                         s.code_list(s.value_ref(fix, fix.final_on_domain), fix.code_values), not_valid=True,
+                         on_domain=fix.final_on_domain),
              s.comment(schema, fix)],
             adds={} if fix.final_on_domain else {fix.final: False})
     to_validate = ([(fix.final, fix.final_on_domain)] if not fix.final_validated else []) + [

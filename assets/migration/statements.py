@@ -48,10 +48,16 @@ def drop(alter: sql.Composable, name: str, reason: str) -> Statement:
 
 
 def add_check(alter: sql.Composable, name: str, expression: sql.Composable | str, *, not_valid: bool,
-              why: str = "") -> Statement:
+              why: str = "", on_domain: bool = False) -> Statement:
     expression = sql.SQL(expression) if isinstance(expression, str) else expression
     text = sql.SQL("{} ADD CONSTRAINT {} CHECK ({})").format(alter, sql.Identifier(name), expression)
+    if on_domain:
+        why = "\n".join(filter(None, [why, _DOMAIN_CONSTRAINT]))
     return Statement(text.as_string(None) + (" NOT VALID" if not_valid else ""), why=why)
+
+
+_DOMAIN_CONSTRAINT = ("The domain's own constraint is what refuses the value: it is replaced where it lives, so every\n"
+                      "column of the domain stays guarded.\nsquawk-ignore ban-alter-domain-with-add-constraint")
 
 
 def validate(alter: sql.Composable, name: str) -> Statement:
@@ -69,7 +75,9 @@ def values(items: Iterable[str]) -> sql.Composed:
 def add_enum_value(enum: str, label: str) -> Statement:
     return Statement(
         sql.SQL("ALTER TYPE {} ADD VALUE IF NOT EXISTS {}").format(sql.SQL(enum), sql.Literal(label)).as_string(None),
-        why="A new label is usable only once committed: this transaction commits before any step writes it.",
+        why="A new label is usable only once committed: this transaction commits before any step writes it.\n"
+            "Appended: nothing orders by these labels, and the column's check decides what is written.\n"
+            "squawk-ignore require-enum-value-ordering",
     )
 
 
@@ -78,14 +86,15 @@ def retype(schema: str, fix: ColumnFix) -> Statement:
         sql.Identifier(schema, fix.table), sql.Identifier(fix.column), sql.SQL(fix.retype.to))
     if fix.retype.rewrite:
         change = sql.SQL("{} USING {}::text").format(change, sql.Identifier(fix.column))
-    return Statement(change.as_string(None), why=f"{fix.retype.why}\nsquawk-ignore changing-column-type")
+    return Statement(change.as_string(None),
+                     why=f"{fix.retype.why}\nsquawk-ignore changing-column-type, prefer-text-field")
 
 
 def drop_view(view: DependentView) -> Statement:
     kind = "MATERIALIZED VIEW" if view.materialized else "VIEW"
     return Statement(f"DROP {kind} {view.name}",
                      why="PostgreSQL refuses to change the type of a column a view reads: it is created again "
-                         "below,\nas it was, in this same transaction.")
+                         "below,\nas it was, in this same transaction.\nsquawk-ignore ban-drop-view")
 
 
 def comment(schema: str, fix: ColumnFix) -> Statement:

@@ -4,6 +4,7 @@ varchar, value lists inside multi-column checks and expressions that are no valu
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 
@@ -14,6 +15,7 @@ from assets.audit.contract import parse_contract
 from assets.audit.findings import run_audit
 from assets.migration.execute import MigrationFailed, migrate
 from assets.migration.plan import MigrationSettings, make_plan
+from tests.migration.test_plan import SQUAWK
 
 CODE = ("queued", "processing", "paused")
 LEGACY = "'pending', 'running', 'paused'"
@@ -194,3 +196,16 @@ def test_a_shared_domain_is_refused_naming_its_columns_unless_allowed(empty_db):
         outcome = migrate(conn, CONTRACT, MigrationSettings(allow_shared_domain=True), applied_by="tests")
     assert outcome.applied
     assert_fixed(empty_db, "domain", 30, MigrationSettings())
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["one transaction", "expand/contract"])
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s != "shared_enum"])
+def test_each_shape_plans_sql_that_passes_squawk(empty_db, tmp_path, shape, large):
+    build(empty_db, shape, 30)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        plan = make_plan(conn, CONTRACT, MigrationSettings(large_table_rows=10 if large else 50_000))
+    assert plan.steps and not plan.errors
+    file = tmp_path / "migration.sql"
+    file.write_text(plan.sql())
+    lint = subprocess.run([str(SQUAWK), "--reporter", "gcc", str(file)], capture_output=True, text=True)
+    assert lint.returncode == 0 and "warning" not in lint.stdout + lint.stderr, lint.stdout + lint.stderr

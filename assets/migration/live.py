@@ -22,6 +22,7 @@ from assets.migration.model import (
 )
 from assets.migration.settings import MigrationSettings
 from assets.migration.statements import exists
+from assets.privileges import OWNERSHIP, lacking_privileges
 
 _TYPE_SQL = """
 SELECT a.attnum, t.oid AS type_oid, t.typtype,
@@ -127,22 +128,17 @@ def require_privileges(conn: psycopg.Connection, schema: str, *, read: Iterable[
                        alter: Iterable[str] = (), update: Iterable[str] = (), ledger: bool = False) -> None:
     """Raise MissingPrivileges naming each privilege the current role lacks: SELECT on the tables it reads,
     ownership of those whose constraints it alters, UPDATE where it remaps rows, and what the ledger needs."""
-    lacks = []
-    checks = [(read, "has_table_privilege(%s::regclass, 'SELECT')", "needs SELECT on {} to read its rows"),
-              (alter, "pg_has_role((SELECT relowner FROM pg_class WHERE oid = %s::regclass), 'USAGE')",
-               "must own {} to alter its constraints"),
-              (update, "has_table_privilege(%s::regclass, 'UPDATE')", "needs UPDATE on {} to remap its legacy rows")]
-    for tables, query, problem in checks:
-        for table in dict.fromkeys(tables):
-            name = sql.Identifier(schema, table).as_string(conn)
-            if not conn.execute(f"SELECT {query}", [name]).fetchone()[0]:
-                lacks.append(problem.format(f"{schema}.{table}"))
+    needs = [(read, "SELECT", "needs SELECT on {} to read its rows"),
+             (alter, OWNERSHIP, "must own {} to alter its constraints"),
+             (update, "UPDATE", "needs UPDATE on {} to remap its legacy rows")]
+    lacks = [problem.format(f"{schema}.{table}")
+             for tables, privilege, problem in needs for table in dict.fromkeys(tables)
+             if lacking_privileges(conn, schema, table, [privilege])]
     if ledger:
-        name = sql.Identifier(schema, LEDGER_TABLE).as_string(conn)
         if not ledger_exists(conn, schema):
             if not conn.execute("SELECT has_schema_privilege(%s, 'CREATE')", [schema]).fetchone()[0]:
                 lacks.append(f"needs CREATE on schema {schema} to create the ledger {LEDGER_TABLE}")
-        elif not conn.execute("SELECT has_table_privilege(%s::regclass, 'INSERT')", [name]).fetchone()[0]:
+        elif lacking_privileges(conn, schema, LEDGER_TABLE, ["INSERT"]):
             lacks.append(f"needs INSERT on {schema}.{LEDGER_TABLE} to record each step")
     if lacks:
         (user,) = conn.execute("SELECT current_user").fetchone()

@@ -8,8 +8,7 @@ from __future__ import annotations
 import psycopg
 
 from assets.audit.contract import Contract
-from assets.migration.live import require_privileges
-from assets.migration.live import read_states
+from assets.migration.live import read_states, require_privileges
 from assets.migration.model import MissingPrivileges, Plan, PlanError, Step
 from assets.migration.planning import plan_from
 from assets.migration.settings import DEFAULT_REMAP, MigrationSettings

@@ -204,6 +204,7 @@ def migrate(args: argparse.Namespace, database: TargetDatabase) -> int:
         except MissingPrivileges as exc:
             raise CannotRun(f"migration not run: {exc}") from None
         except PlanError as exc:
+            print(getattr(exc, "sql", ""), end="")  # the SQL a person would run instead, when there is one
             print(f"bulkgen: migration not run: {one_line(str(exc))}", file=sys.stderr)
             return EXIT_FINDINGS
         except MigrationFailed as exc:

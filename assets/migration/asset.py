@@ -44,8 +44,9 @@ class StatusConstraintConfig(create_model("_MigrationSettingsConfig", __base__=d
     deps=[schema_audit],
     kinds={"postgres"},
     pool=POOL,  # give the pool a limit of 1 on the instance: one migration run at a time
-    description="The CHECK constraints on contracted status columns, replaced safely so that they accept exactly "
-    "the values the code writes (legacy rows remapped first). Planned from the audit; a no-op when nothing refuses.",
+    description="What limits each contracted value-set column (CHECKs, enum types, domains, varchar lengths), "
+    "changed safely so that it accepts exactly the values the code writes (legacy rows remapped first). "
+    "Planned from the audit; a no-op when nothing refuses.",
 )
 def batch_jobs_status_constraint(
     context: dg.AssetExecutionContext, config: StatusConstraintConfig, database: TargetDatabase
@@ -57,7 +58,10 @@ def batch_jobs_status_constraint(
                 applied_by=operator(f"dagster run {context.run.run_id}"), run_id=context.run.run_id,
             )
         except (PlanError, MigrationFailed, ValueError) as exc:
-            raise dg.Failure(description=f"{database.display_name()}: {exc}", allow_retries=False) from None
+            manual = getattr(exc, "sql", "")  # the SQL a person would run instead, when there is one
+            raise dg.Failure(description=f"{database.display_name()}: {exc}", allow_retries=False,
+                             metadata={"sql": dg.MetadataValue.md(f"```sql\n{manual}```")} if manual else None,
+                             ) from None
     if outcome.plan.errors:
         raise dg.Failure(description=outcome.message, metadata=outcome_metadata(outcome), allow_retries=False)
     context.log.info(outcome.message)

@@ -14,6 +14,14 @@ class PlanError(ValueError):
     """The plan cannot run: a person must decide something first (the message says what)."""
 
 
+class PlanRefused(PlanError):
+    """A column the plan will not change by itself; `sql` is what a person would run instead (may be empty)."""
+
+    def __init__(self, message: str, sql: str):
+        super().__init__(message)
+        self.sql = sql
+
+
 class MissingPrivileges(PlanError):
     """The database role lacks privileges the migration uses (the message names each); nothing ran."""
 
@@ -226,7 +234,7 @@ class Plan:
 
     def require_runnable(self) -> None:
         if self.refusals:
-            raise PlanError("; ".join(self.errors))
+            raise PlanRefused("; ".join(self.errors), self.sql() if any(r.manual_sql for r in self.refusals) else "")
 
 
 def _rows(n: int) -> str:

@@ -10,11 +10,13 @@ import time
 
 import psycopg
 import pytest
+import yaml
 
 from assets.audit.contract import parse_contract
 from assets.audit.findings import run_audit
 from assets.migration.execute import MigrationFailed, migrate
 from assets.migration.plan import MigrationSettings, make_plan
+from pipelines.cli import main
 from tests.migration.test_plan import SQUAWK
 
 CODE = ("queued", "processing", "paused")
@@ -209,3 +211,19 @@ def test_each_shape_plans_sql_that_passes_squawk(empty_db, tmp_path, shape, larg
     file.write_text(plan.sql())
     lint = subprocess.run([str(SQUAWK), "--reporter", "gcc", str(file)], capture_output=True, text=True)
     assert lint.returncode == 0 and "warning" not in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+
+
+def test_migrate_prints_the_sql_a_person_would_run_for_a_refused_shape(empty_db, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    build(empty_db, "domain", 30)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE TABLE elsewhere (kind s)")
+    contract = tmp_path / "contract.yaml"
+    contract.write_text(yaml.safe_dump({"tables": {"t": {"columns": {
+        "status": {"type": "text", "values": list(CODE)}, "n": {"type": "integer", "nullable": True}}}}}))
+    assert main(["migrate", "--database-url", empty_db, "--contract", str(contract)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "shared with public.elsewhere.kind" in captured.err
+    assert "-- The SQL a person would run instead, reviewed first:" in captured.out
+    assert 'ALTER DOMAIN public.s DROP CONSTRAINT "s_status";' in captured.out
+    assert counts(empty_db) == {"pending": 10, "running": 10, "paused": 10}  # nothing ran

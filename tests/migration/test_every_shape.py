@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import psycopg
 import pytest
 
 from assets.audit.findings import run_audit
+from assets.migration.plan import MigrationSettings, make_plan
 from pipelines.cli import main
 from tests.migration.support import CONTRACT
+from tests.migration.test_plan import SQUAWK
 
 EVERY_SHAPE = """
 -- batch_jobs.status: an enum type, as in the app's production schema
@@ -98,3 +102,14 @@ def test_one_migrate_fixes_every_shape_and_generation_runs_on_the_result(every_s
     with psycopg.connect(every_shape_db) as conn:
         assert conn.execute("SELECT status::text, completed_items FROM batch_jobs WHERE shared_parameters ? 'topics'"
                             ).fetchall() == [("completed", 24)]
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["one transaction", "expand/contract"])
+def test_the_plan_for_every_shape_passes_squawk(every_shape_db, tmp_path, large):
+    with psycopg.connect(every_shape_db, autocommit=True) as conn:
+        plan = make_plan(conn, CONTRACT, MigrationSettings(large_table_rows=2 if large else 50_000))
+    assert len(plan.fixes) == 4 and not plan.errors
+    file = tmp_path / "migration.sql"
+    file.write_text(plan.sql())
+    lint = subprocess.run([str(SQUAWK), "--reporter", "gcc", str(file)], capture_output=True, text=True)
+    assert lint.returncode == 0 and "warning" not in lint.stdout + lint.stderr, lint.stdout + lint.stderr

@@ -227,3 +227,5 @@ def test_migrate_prints_the_sql_a_person_would_run_for_a_refused_shape(empty_db,
     assert "-- The SQL a person would run instead, reviewed first:" in captured.out
     assert 'ALTER DOMAIN public.s DROP CONSTRAINT "s_status";' in captured.out
     assert counts(empty_db) == {"pending": 10, "running": 10, "paused": 10}  # nothing ran
+    assert main(["migrate", "--database-url", empty_db, "--contract", str(contract), "--allow-shared-domain"]) == 0
+    assert counts(empty_db) == expected_after(30)

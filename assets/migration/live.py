@@ -35,12 +35,13 @@ SELECT a.attnum, t.oid AS type_oid, t.typtype,
  WHERE a.attrelid = %(table)s::regclass AND a.attname = %(column)s
 """
 
-# The table columns of a type (or of its array type), in any schema: who else an enum or a domain changes for.
+# The table columns of a type (or of its array type), in any schema: who else an enum or a domain changes for
+# (a partition is its table's, not another user).
 _TYPE_USERS_SQL = """
 SELECT n.nspname, c.relname, a.attname::text
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE a.atttypid IN (%(type)s, (SELECT typarray FROM pg_type WHERE oid = %(type)s))
-   AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f')
+   AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'f') AND NOT c.relispartition
  ORDER BY 1, 2, 3
 """
 

@@ -114,7 +114,9 @@ def fix_for(schema: str, state: ColumnState, settings: MigrationSettings) -> Col
     stale = [j for j in state.checks if j is not final and j.limits]
     if not (stale or legacy or enum_additions or retype) and final is not None and final.check.validated:
         return None
-    replaced = [j for j in stale if not large or j.rejected or j.survivor_sql]
+    # On the large path, checks that accept every code value wait until the final check is validated; not when
+    # the type changes, as ALTER TYPE would scan the table to check them again, under its lock.
+    replaced = [j for j in stale if not large or j.rejected or j.survivor_sql or (retype and not j.on_domain)]
     retired = [j for j in stale if j not in replaced]
     table_names = set(state.constraint_names) - {j.check.name for j in replaced if not j.on_domain}
     domain_names = set(state.domain.constraint_names if state.domain else ()) - {

@@ -80,11 +80,14 @@ def test_a_too_short_varchar_is_widened_and_its_views_created_again():
     view = DependentView("public.v", False, ("CREATE VIEW public.v AS SELECT t.status FROM public.t",
                                              'ALTER VIEW public.v OWNER TO "app"'))
     check = judged("t_length", LENGTH)
-    column = state([check], column_type="character varying(9)", varchar_length=9, type_refuses=("processing",),
-                   views=(view,))
+    wide_list = judged("t_list", Conjunct("status IN ('pending', 'running', 'queued', 'processing', 'paused')",
+                                          frozenset({"status"}), True, True), allowed=("pending", "running", *CODES))
+    column = state([check, wide_list], column_type="character varying(9)", varchar_length=9,
+                   type_refuses=("processing",), views=(view,))
     plan = plan_from("public", [column], LARGE)
-    assert [s.kind for s in plan.steps] == ["widen", "remap", "contract", "validate"]
-    widen = [st.sql for st in plan.steps[0].body]
+    assert [s.kind for s in plan.steps] == ["expand", "widen", "remap", "contract", "validate", "retire"]
+    assert [j.check.name for j in plan.fixes[0].replaced] == ["t_list"]  # dropped before ALTER TYPE would scan it
+    widen = [st.sql for st in plan.steps[1].body]
     assert widen[0] == "DROP VIEW public.v" and widen[-2:] == list(view.create)
     assert 'ALTER COLUMN "status" TYPE character varying(10)' in widen[3]
     assert widen[1:3] == ['ALTER TABLE "public"."t" DROP CONSTRAINT "t_length"',  # so ALTER TYPE scans nothing

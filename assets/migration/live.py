@@ -64,7 +64,7 @@ WITH RECURSIVE readers(oid, depth) AS (
       JOIN pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
      WHERE r.ev_class <> readers.oid
 )
-SELECT format('%%I.%%I', n.nspname, c.relname) AS name, c.relkind = 'm' AS materialized,
+SELECT format('%%I.%%I', n.nspname, c.relname) AS name,
        pg_get_viewdef(c.oid) AS definition, c.reloptions, pg_get_userbyid(c.relowner) AS owner,
        ARRAY(SELECT format('GRANT %%s ON %%I.%%I TO %%s%%s', g.privilege_type, n.nspname, c.relname,
                            CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END,
@@ -76,17 +76,13 @@ SELECT format('%%I.%%I', n.nspname, c.relname) AS name, c.relkind = 'm' AS mater
                                       (SELECT attname FROM pg_attribute WHERE attrelid = c.oid
                                           AND attnum = ds.objsubid)) END, '', ds.description)
                FROM pg_description ds WHERE ds.objoid = c.oid AND ds.classoid = 'pg_class'::regclass) AS comments,
-       EXISTS (SELECT FROM pg_trigger WHERE tgrelid = c.oid)
-           OR EXISTS (SELECT FROM pg_rewrite WHERE ev_class = c.oid AND rulename <> '_RETURN') AS has_rules,
+       c.relkind = 'm' OR EXISTS (SELECT FROM pg_trigger WHERE tgrelid = c.oid)
+           OR EXISTS (SELECT FROM pg_rewrite WHERE ev_class = c.oid AND rulename <> '_RETURN') AS unrestorable,
        max(readers.depth) AS depth
   FROM readers JOIN pg_class c ON c.oid = readers.oid JOIN pg_namespace n ON n.oid = c.relnamespace
  GROUP BY c.oid, n.oid
  ORDER BY max(readers.depth), 1
 """
-
-
-class UnplannableView(ValueError):
-    """A view over the column that dropping and creating again would not restore (rules, triggers)."""
 
 
 def read_states(conn: psycopg.Connection, contract: Contract, settings: MigrationSettings,
@@ -229,12 +225,10 @@ def _read_views(conn, table: str, attnum: int) -> tuple[DependentView, ...]:
         conn.execute("SELECT set_config('search_path', %s, true)", [path])
     views = []
     for row in rows:
-        if row["has_rules"]:
-            raise UnplannableView(f"view {row['name']} has rules or triggers, which dropping it would lose")
         options = f" WITH ({', '.join(row['reloptions'])})" if row["reloptions"] else ""
         create = f"CREATE VIEW {row['name']}{options} AS {row['definition'].strip().rstrip(';')}"
         owner = sql.SQL("ALTER VIEW {} OWNER TO {}").format(sql.SQL(row["name"]), sql.Identifier(row["owner"]))
-        views.append(DependentView(row["name"], row["materialized"],
+        views.append(DependentView(row["name"], row["unrestorable"],
                                    (create, owner.as_string(conn), *row["grants"], *row["comments"])))
     return tuple(views)
 

@@ -83,7 +83,7 @@ class DependentView:
     """A view over the column, dropped and created again around a change of the column's type."""
 
     name: str  # quoted, schema-qualified
-    materialized: bool
+    unrestorable: bool  # materialized, or with rules or triggers: created again, it would not be what it was
     create: tuple[str, ...]  # CREATE VIEW, then its owner, grants and comment, as they are
 
 

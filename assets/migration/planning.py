@@ -88,9 +88,10 @@ def fix_for(schema: str, state: ColumnState, settings: MigrationSettings) -> Col
         raise _Refused(f"{where}: {retype.why.splitlines()[0]}; changing its type rewrites all "
                        f"{state.rows} rows under an ACCESS EXCLUSIVE lock, so it is not run on a large table",
                        manual)
-    if retype and any(v.materialized for v in retype.views):
-        raise _Refused(f"{where}: materialized views read the column, whose type must change: "
-                       f"{', '.join(v.name for v in retype.views if v.materialized)}; drop them first")
+    if retype and any(v.unrestorable for v in retype.views):
+        raise _Refused(f"{where}: its type must change, and views that dropping and creating again would not "
+                       f"restore read it (materialized, or with rules or triggers): "
+                       f"{', '.join(v.name for v in retype.views if v.unrestorable)}; drop them first")
 
     legacy = {v: n for v, n in sorted(state.value_counts.items()) if v not in codes}
     unmapped = [v for v in legacy if v not in settings.remap]

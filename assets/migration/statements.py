@@ -91,8 +91,7 @@ def retype(schema: str, fix: ColumnFix) -> Statement:
 
 
 def drop_view(view: DependentView) -> Statement:
-    kind = "MATERIALIZED VIEW" if view.materialized else "VIEW"
-    return Statement(f"DROP {kind} {view.name}",
+    return Statement(f"DROP VIEW {view.name}",
                      why="PostgreSQL refuses to change the type of a column a view reads: it is created again "
                          "below,\nas it was, in this same transaction.\nsquawk-ignore ban-drop-view")
 

@@ -229,3 +229,12 @@ def test_migrate_prints_the_sql_a_person_would_run_for_a_refused_shape(empty_db,
     assert counts(empty_db) == {"pending": 10, "running": 10, "paused": 10}  # nothing ran
     assert main(["migrate", "--database-url", empty_db, "--contract", str(contract), "--allow-shared-domain"]) == 0
     assert counts(empty_db) == expected_after(30)
+
+
+def test_a_type_change_under_a_view_with_a_trigger_is_refused_naming_it(empty_db):
+    build(empty_db, "varchar_too_short", 30)
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;"
+                     "CREATE TRIGGER v_write INSTEAD OF INSERT ON v FOR EACH ROW EXECUTE FUNCTION refuse()")
+        plan = make_plan(conn, CONTRACT)
+    assert not plan.steps and "would not restore read it" in plan.errors[0] and "public.v" in plan.errors[0]

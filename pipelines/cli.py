@@ -210,15 +210,17 @@ def migrate(args: argparse.Namespace, database: TargetDatabase) -> int:
     """Fix the value-set constraints the audit finds refusing code values (or, with --dry-run, only plan)."""
     from assets.migration.execute import MigrationFailed, operator, outcome_text
     from assets.migration.execute import migrate as run_migration
-    from assets.migration.plan import MissingPrivileges, PlanError
+    from assets.migration.plan import MigrationSettings, MissingPrivileges, PlanError
 
     contract = load_contract(args.contract)
     with database.connection(autocommit=True) as conn:
         try:
-            outcome = run_migration(conn, contract, dry_run=args.dry_run, applied_by=operator("bulkgen migrate"))
+            outcome = run_migration(conn, contract, MigrationSettings(allow_shared_domain=args.allow_shared_domain),
+                                    dry_run=args.dry_run, applied_by=operator("bulkgen migrate"))
         except MissingPrivileges as exc:
             raise CannotRun(f"migration not run: {exc}") from None
         except PlanError as exc:
+            print(getattr(exc, "sql", ""), end="")  # the SQL a person would run instead, when there is one
             print(f"bulkgen: migration not run: {one_line(str(exc))}", file=sys.stderr)
             return EXIT_FINDINGS
         except MigrationFailed as exc:
@@ -335,6 +337,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--dry-run", action="store_true", help="only show the plan and its SQL; write nothing")
     sub.add_argument("--format", choices=["text", "sql", "json"], default="text",
                      help="sql: exactly the SQL that runs (or would, with --dry-run)")
+    sub.add_argument("--allow-shared-domain", action="store_true",
+                     help="replace a domain's constraint even when columns outside the contract use the domain")
     command("demo", demo, "Load the demo database and materialize every asset through Dagster.")
     for name, handler, help_text in [
         ("generate", generate, "Generate conversations for the selected topics (the generation asset only)."),

@@ -376,16 +376,18 @@ def finish_job(conn: psycopg.Connection, job_id: UUID, *, stopped: bool, cancell
                 " WHERE batch_job_id = %s AND status IN ('queued', 'processing')",
                 [job_id],
             )
+        # Decided here under the row's lock and sent as a parameter: the column may be an enum type, which
+        # accepts an untyped parameter but not the text a CASE of literals makes.
+        row = conn.execute("SELECT successful_items FROM batch_jobs WHERE id = %s FOR UPDATE", [job_id]).fetchone()
+        final = "cancelled" if cancelled else "failed" if stopped or not (row and row[0]) else "completed"
         (status,) = conn.execute(
             "WITH final AS ("
-            " UPDATE batch_jobs SET status = CASE WHEN %(cancelled)s THEN 'cancelled'"
-            "                                    WHEN %(stopped)s OR successful_items = 0 THEN 'failed'"
-            "                                    ELSE 'completed' END,"
+            " UPDATE batch_jobs SET status = %(final)s,"
             "       completed_at = now(), estimated_time_remaining = 0, updated_at = now()"
             " WHERE id = %(job)s AND status IN ('queued', 'processing') RETURNING status)"
             " SELECT status FROM final UNION ALL SELECT status FROM batch_jobs WHERE id = %(job)s"
             "   AND NOT EXISTS (SELECT FROM final)",
-            {"cancelled": cancelled, "stopped": stopped, "job": job_id},
+            {"final": final, "job": job_id},
         ).fetchone()
     return status
 

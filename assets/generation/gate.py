@@ -18,13 +18,13 @@ have recorded a fix of another database, or none of this one's.
 from __future__ import annotations
 
 import psycopg
-from psycopg import sql
 
 from assets.audit.catalog import read_catalog
 from assets.audit.contract import Contract
 from assets.audit.verdicts import judge_value_set
 from assets.migration.ledger import ledger_entries
 from assets.migration.plan import PlanError, make_plan
+from assets.privileges import lacking_privileges
 
 WRITTEN_TABLES = ("batch_jobs", "batch_items", "conversations")
 PRIVILEGES = {  # what generation does to each table it touches
@@ -75,9 +75,7 @@ def privilege_refusals(conn: psycopg.Connection, schema: str, tables: list[str])
     """One line per table on which the current role lacks a privilege generation uses, naming them."""
     problems = []
     for table in tables:
-        name = sql.Identifier(schema, table).as_string(conn)
-        lacking = [p for p in PRIVILEGES[table].split(", ")
-                   if not conn.execute("SELECT has_table_privilege(%s::regclass, %s)", [name, p]).fetchone()[0]]
+        lacking = lacking_privileges(conn, schema, table, PRIVILEGES[table].split(", "))
         if lacking:
             (user,) = conn.execute("SELECT current_user").fetchone()
             problems.append(f"role {user} lacks {', '.join(lacking)} on {schema}.{table}")

@@ -6,6 +6,7 @@ import pytest
 from assets.audit.asset import CONTRACT
 from assets.generation.batch import JobSettings, written_values
 from assets.generation.gate import GateClosed, database_refusals, ensure_gate_open, fix_record
+from assets.generation.owner import OWNER_ENV
 from assets.migration.execute import migrate
 from pipelines.definitions import defs
 from pipelines.partitions import add_topic_partitions, selection_range
@@ -28,12 +29,15 @@ def test_the_legacy_schema_is_refused_naming_constraints_and_values(legacy_db):
 def test_a_fixed_schema_passes_and_any_other_refusal_is_named(fixed_db):
     with psycopg.connect(fixed_db, autocommit=True) as conn:
         assert database_refusals(conn, CONTRACT, WRITES) == []
-        conn.execute("ALTER TABLE conversations ADD CONSTRAINT no_generated CHECK (status <> 'generated')")
+        conn.execute("ALTER TABLE conversations ADD CONSTRAINT not_for_review CHECK (status <> 'pending_review')")
         conn.execute("ALTER TABLE batch_items DROP COLUMN estimated_time")
         assert database_refusals(conn, CONTRACT, WRITES) == [
             "batch_items lacks column(s) estimated_time",
-            "conversations.status refuses 'generated' (violates no_generated)",
+            "conversations.status refuses 'pending_review' (violates not_for_review)",
         ]
+        # The conversation status is a setting; a status the contract does not list is refused before any write.
+        assert database_refusals(conn, CONTRACT, written_values(JobSettings(conversation_status="generated")))[0] == (
+            "conversations.status: generation would write 'generated', which the contract does not list")
         stop_high = written_values(JobSettings(error_handling="stop", priority="urgent"))
         assert database_refusals(conn, CONTRACT, stop_high)[0].startswith(
             "batch_jobs.priority: generation would write 'urgent', which the contract does not list")
@@ -77,7 +81,7 @@ def test_a_fix_by_hand_counts_and_a_half_done_one_does_not(legacy_db):
             ensure_gate_open(conn, CONTRACT, WRITES)
 
 
-def _generation_run(instance, dsn, store, topic_keys):
+def _generation_run(instance, dsn, store, topic_keys, run_config=None):
     with psycopg.connect(dsn) as conn:
         add_topic_partitions(instance, conn)
     key_range = selection_range(instance, topic_keys)
@@ -86,6 +90,7 @@ def _generation_run(instance, dsn, store, topic_keys):
         tags={"dagster/asset_partition_range_start": key_range.start,
               "dagster/asset_partition_range_end": key_range.end},
         resources={"database": TargetDatabase(url=dsn), "conversation_store": store},
+        run_config=run_config,
         raise_on_error=False,
     )
 
@@ -132,3 +137,23 @@ def test_two_databases_one_instance_a_fix_of_one_never_opens_the_gate_of_the_oth
         (mat,) = result.asset_materializations_for_node("topic_conversations")
         assert mat.metadata["fix"].value.endswith("by bulkgen migrate")
         assert mat.metadata["database"].value == TargetDatabase(url=other).display_name()
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_the_asset_refuses_an_owner_the_users_table_does_not_know(fixed_db, instance, store, monkeypatch,
+                                                                   configured):
+    """From the asset's config, or from $BULKGEN_OWNER as schedules and sensors run it: nothing is written."""
+    unknown = "0badc0de-0000-4000-8000-000000000000"
+    if configured:
+        run_config = {"ops": {"topic_conversations": {"config": {"owner": unknown}}}}
+    else:
+        run_config = None
+        monkeypatch.setenv(OWNER_ENV, unknown)
+    before = _written(fixed_db)
+    result = _generation_run(instance, fixed_db, store, ["ignored_401k"], run_config)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert (failure.cause or failure).message.startswith(
+        f"assets.generation.owner.OwnerRefused: owner refused, nothing written: owner {unknown} has no row in "
+        "user_profiles (batch_jobs.created_by references user_profiles(id))")
+    assert _written(fixed_db) == before and not store.root_path().exists()

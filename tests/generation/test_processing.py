@@ -5,7 +5,6 @@ import dataclasses
 import resource
 import signal
 import threading
-import time
 
 import psycopg
 import pytest
@@ -202,9 +201,7 @@ def test_an_unexpected_error_requeues_the_job_and_the_next_run_resumes_it(fixed_
             "SELECT status, count(*) FROM batch_items WHERE batch_job_id = %s GROUP BY status", [job_id]
         ).fetchall())
     assert status == "queued" and "processing" not in left and left["queued"] == 72 - processed
-    started = time.monotonic()
     result = _run(fixed_db, store, TemplateGenerator(delay_ms=0))
     assert result.job.id == job_id and result.job.resumed and result.job.processed_before == processed
     assert result.status == "completed" and result.processed == 72 - processed
     assert assert_job_sound(fixed_db, job_id, store) == {"completed": 72}
-    assert time.monotonic() - started < 10

@@ -2,7 +2,8 @@
 
 Exit codes: 0 when nothing is wrong, 1 when the audit has `error` findings (or, for `demo`, a
 verification check failed), 2 when the command cannot run (bad URL, unreachable database,
-malformed contract), with a one-line error.
+malformed contract), with a one-line error; 130 after Ctrl-C (SIGINT) and 143 after SIGTERM, with
+one line saying what was left: an interrupted run's batch job waits for the same command to resume it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,10 +31,19 @@ from resources.embedded import PROJECT_ROOT
 from resources.generators import GENERATORS
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
+EXIT_SIGNALLED = 128  # + the signal's number, as a shell reports a process a signal stopped
 
 
 class CannotRun(RuntimeError):
     """A user-facing reason the command cannot run."""
+
+
+class Interrupted(RuntimeError):
+    """The command stopped on a signal; the message says what it left (and how to resume)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,8 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
     url = os.environ.get("DATABASE_URL") or None
+    with _signals_received() as received:
+        try:
+            return _command(args, url, received)
+        except KeyboardInterrupt:  # outside a Dagster run: Ctrl-C, or SIGTERM (see _signals_received)
+            signum = (received() or [signal.SIGINT])[-1]
+            return _interrupted(Interrupted(signum, "nothing was left half done"))
+
+
+def _command(args: argparse.Namespace, url: str | None, received: Callable[[], list[int]]) -> int:
+    args.signals_received = received
     try:
         return args.command(args, TargetDatabase(url=url))
+    except Interrupted as exc:
+        return _interrupted(exc)
     except (CannotRun, ContractError, DatabaseUnavailable, DemoDatabaseError) as exc:
         return _fail(str(exc))
     except psycopg.Error as exc:
@@ -87,7 +112,10 @@ def _generation_run(args: argparse.Namespace, database: TargetDatabase, job_name
     _dagster_home()
     with dg.DagsterInstance.get() as instance:
         tags = _topic_range(instance, database, requested, gate_first=gate_first)
-        result = _execute(instance, job_name, args.generator, tags=tags, settings=settings)
+        result = _execute(instance, job_name, args.generator, tags=tags, settings=settings, new_batch=args.new_batch)
+    if signals := args.signals_received():
+        with database.connection() as conn:
+            raise Interrupted(signals[-1], _interrupted_job(conn, result.run_id))
     print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}): {job_name}")
     materializations = result.asset_materializations_for_node("topic_conversations")
     if not result.success or not materializations:
@@ -138,7 +166,8 @@ def _topic_range(instance, database: TargetDatabase, requested: list[str] | None
     return {"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end}
 
 
-def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], settings: dict | None = None):
+def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], settings: dict | None = None,
+             new_batch: bool = False):
     from pipelines.definitions import defs
     from resources.database import target_database
 
@@ -147,9 +176,40 @@ def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], s
         tags=tags,
         resources={"database": target_database(), "generator": GENERATORS[generator](**(settings or {}))},
         # A failed step's error is printed on one line by the caller; its stack trace stays in the run's event log.
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                    **({"ops": {"topic_conversations": {"config": {"new_batch": True}}}} if new_batch else {})},
         raise_on_error=False,
     )
+
+
+def _interrupted_job(conn: psycopg.Connection, run_id: str) -> str:
+    """What an interrupted run left of its batch job, and what resumes it."""
+    from assets.generation.asset import run_label
+
+    job = conn.execute(
+        "SELECT id, status, completed_items, total_items FROM batch_jobs WHERE shared_parameters ->> 'run' = %s",
+        [run_label(run_id)],
+    ).fetchone()
+    if job is None:
+        return f"Dagster run {run_id} stopped before generation started; nothing was generated"
+    job_id, status, done, total = job
+    resume = ("; the same command resumes it (--new-batch starts a new set instead)"
+              if status in ("queued", "processing") else "")
+    return f"batch job {job_id} {status}, {done} of {total} items done{resume}"
+
+
+def cancel(args: argparse.Namespace, database: TargetDatabase) -> int:
+    """Cancel a batch job for good: a run processing it stops; the next run for its topics starts a new job."""
+    from assets.generation.batch import NotCancellable, cancel_job
+
+    with database.connection(autocommit=True) as conn:
+        try:
+            job = cancel_job(conn, args.job)
+        except NotCancellable as exc:
+            raise CannotRun(str(exc)) from None
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(job["items_by_status"].items()))
+    print(f"== batch job {job['id']} {job['status']}: {job['name']}\n   items {job['total_items']}: {statuses}")
+    return EXIT_OK
 
 
 def _run_failure(result) -> str:
@@ -275,6 +335,39 @@ def _reset_embedded_app_database() -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(APP_DATABASE)))
 
 
+@contextmanager
+def _signals_received() -> Iterator[Callable[[], list[int]]]:
+    """Which of SIGINT and SIGTERM arrived, whoever handled them (Dagster swaps its own handlers in during a
+    run): each signal a Python handler takes is also written to a wakeup pipe. Outside a run, SIGTERM
+    stops the command as Ctrl-C does rather than killing it mid-write."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    seen: list[int] = []
+
+    def received() -> list[int]:
+        try:
+            seen.extend(b for b in os.read(read, 64) if b in (signal.SIGINT, signal.SIGTERM))
+        except BlockingIOError:
+            pass
+        return seen
+
+    previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(read)
+        os.close(write)
+
+
+def _interrupted(exc: Interrupted) -> int:
+    print(f"bulkgen: interrupted by {signal.Signals(exc.signum).name}: {one_line(str(exc))}", file=sys.stderr)
+    return EXIT_SIGNALLED + exc.signum
+
+
 def _fail(message: str) -> int:
     print(f"bulkgen: error: {one_line(message)}", file=sys.stderr)
     return EXIT_CANNOT_RUN
@@ -300,6 +393,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--format", choices=["text", "sql", "json"], default="text",
                      help="sql: exactly the SQL that runs (or would, with --dry-run)")
     command("demo", demo, "Load the demo database and materialize every asset through Dagster.")
+    sub = command("cancel", cancel, "Cancel a batch job for good (an interrupted run's job is resumed instead).")
+    sub.add_argument("job", help="the batch job's id")
     for name, handler, help_text in [
         ("generate", generate, "Generate conversations for the selected topics (the generation asset only)."),
         ("run", run, "Audit, fix and generate for the selected topics, in one Dagster run."),
@@ -308,6 +403,9 @@ def _parser() -> argparse.ArgumentParser:
         selection = sub.add_mutually_exclusive_group(required=True)
         selection.add_argument("--topics", help="comma-separated topic keys")
         selection.add_argument("--all", action="store_true", help="every active training topic")
+        sub.add_argument("--new-batch", action="store_true",
+                         help="generate a full new set, cancelling these topics' unfinished batch job "
+                         "(default: resume it, doing only the items left)")
         sub.add_argument("--generator", choices=sorted(GENERATORS), default="template",
                          help="conversation generator; anthropic reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL")
         llm = sub.add_argument_group("the anthropic generator")

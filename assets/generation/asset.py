@@ -42,6 +42,10 @@ class GenerationConfig(dg.Config):
         default="continue", description="'stop' ends the job at its first failed item; 'continue' runs every item."
     )
     priority: Literal["low", "normal", "high"] = "normal"
+    new_batch: bool = Field(
+        default=False, description="Generate a full new set for these topics, cancelling their unfinished batch job; "
+        "by default a run resumes that job (after an interrupt, say) and does only what is left.",
+    )
 
 
 with warnings.catch_warnings():
@@ -74,7 +78,7 @@ def topic_conversations(
             ensure_gate_open(conn, CONTRACT, written_values(settings), context.instance)
             result = generate_conversations(
                 conn, list(selected.values()), generator, conversation_store, settings,
-                label=run_label(context.run.run_id), log=context.log.info,
+                label=run_label(context.run.run_id), log=context.log.info, new_batch=config.new_batch,
             )
     except (psycopg.Error, DatabaseUnavailable) as exc:
         if not connection_lost(exc):

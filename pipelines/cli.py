@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             return _command(args, url, received)
         except KeyboardInterrupt:  # outside a Dagster run: Ctrl-C, or SIGTERM (see _signals_received)
             signum = (received() or [signal.SIGINT])[-1]
-            return _interrupted(Interrupted(signum, "nothing was left half done"))
+            return _interrupted(Interrupted(signum, "stopped before it finished; the same command is safe to run again"))
 
 
 def _command(args: argparse.Namespace, url: str | None, received: Callable[[], list[int]]) -> int:
@@ -339,7 +340,10 @@ def _reset_embedded_app_database() -> None:
 def _signals_received() -> Iterator[Callable[[], list[int]]]:
     """Which of SIGINT and SIGTERM arrived, whoever handled them (Dagster swaps its own handlers in during a
     run): each signal a Python handler takes is also written to a wakeup pipe. Outside a run, SIGTERM
-    stops the command as Ctrl-C does rather than killing it mid-write."""
+    stops the command as Ctrl-C does rather than killing it mid-write. (Signals reach only the main thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: []
+        return
     read, write = os.pipe()
     os.set_blocking(read, False)
     os.set_blocking(write, False)

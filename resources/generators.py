@@ -56,7 +56,8 @@ class Usage:
 
 @dataclass(frozen=True)
 class GeneratedConversation:
-    """Turns as [{role, content}], user first; `raw` is a model's raw response, kept beside the file;
+    """Turns as [{role, content}], user first (a user turn may name the persona's `emotion`, an assistant
+    turn the coach's `strategy`); `raw` is a model's raw response, kept beside the file;
     `usage` is what a metered generator was billed for it, every attempt included (None: nothing billed)."""
 
     turns: list[dict[str, str]]
@@ -151,6 +152,7 @@ def _template_turns(rng: random.Random, persona: Mapping, arc: Mapping, topic: M
     first_name = (str(persona.get("name") or "").split() or ["there"])[0]
     topic_name = str(topic.get("name") or topic.get("topic_key") or "this").strip().lower()
     start = str(arc.get("starting_emotion") or "uncertainty")
+    end = str(arc.get("ending_emotion") or "clarity")
     low, high = _turn_range(arc)
     exchanges = rng.randint(low, high)
 
@@ -194,7 +196,9 @@ def _template_turns(rng: random.Random, persona: Mapping, arc: Mapping, topic: M
             assistant = say(_sentence(phrases.pop()) if phrases else None,
                             f"You came in with {start} about {topic_name}, {first_name}, and you are leaving with "
                             "one clear next step.", steps.pop() if steps else None)
-        turns += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        # The persona's emotion where the template knows it: the arc's start, then its end.
+        emotion = {"emotion": start} if i == 0 else {"emotion": end} if i == exchanges - 1 else {}
+        turns += [{"role": "user", "content": user, **emotion}, {"role": "assistant", "content": assistant}]
     return turns
 
 

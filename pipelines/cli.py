@@ -4,6 +4,8 @@ Every command names its database on its first line (in its JSON, under "database
 --database-url or DATABASE_URL only `demo` and `load-demo` use the embedded demo database; any
 other command needs --embedded to use it. Dagster and the database driver are imported only by a
 command that needs them, so --help answers at once.
+Exit codes: each command's --help lists them; 130 after Ctrl-C (SIGINT) and 143 after SIGTERM, with
+one line saying what was left: an interrupted run's batch job waits for the same command to resume it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import sys
 import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,13 +37,25 @@ EXIT_CODES = {  # command -> what its exit codes 0 and 1 mean
     "demo": ("every verification check passed", "some verification check failed"),
     "generate": ("the batch job completed", None),
     "run": ("the batch job completed", None),
+    "cancel": ("the batch job is cancelled", None),
 }
+INTERRUPTED = ("130 (SIGINT, Ctrl-C) or 143 (SIGTERM): interrupted at a safe point, one line says what was left; "
+               "the same command resumes the batch job")
 NO_DATABASE = ("no database chosen: pass --database-url URL or set DATABASE_URL (the application's database), "
                "or pass --embedded for the embedded demo database")
+EXIT_SIGNALLED = 128  # + the signal's number, as a shell reports a process a signal stopped
 
 
 class CannotRun(RuntimeError):
     """A user-facing reason the command cannot run."""
+
+
+class Interrupted(RuntimeError):
+    """The command stopped on a signal; the message says what it left (and how to resume)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,16 +64,28 @@ def main(argv: list[str] | None = None) -> int:
         url = _chosen_url(args)
     except CannotRun as exc:
         return _fail(str(exc))
+    with _signals_received() as received:
+        try:
+            return _command(args, url, received)
+        except KeyboardInterrupt:  # outside a Dagster run: Ctrl-C, or SIGTERM (see _signals_received)
+            signum = (received() or [signal.SIGINT])[-1]
+            return _interrupted(Interrupted(signum, "stopped before it finished; the same command is safe to run again"))
+
+
+def _command(args: argparse.Namespace, url: str | None, received: Callable[[], list[int]]) -> int:
     import psycopg
 
     from assets.audit.contract import ContractError
     from pipelines.demo import DemoDatabaseError
     from resources.database import DatabaseUnavailable, TargetDatabase, scrub
 
+    args.signals_received = received
     database = TargetDatabase(url=url)
     _name_the_database(args, database)
     try:
         return args.command(args, database)
+    except Interrupted as exc:
+        return _interrupted(exc)
     except (CannotRun, ContractError, DatabaseUnavailable, DemoDatabaseError) as exc:
         return _fail(str(exc))
     except psycopg.Error as exc:
@@ -131,7 +162,10 @@ def _generation_run(args: argparse.Namespace, database, job_name: str, *, gate_f
     settings = _generator_settings(args)
     owner = _owner(database, args.owner)
     result = _run_on_topics(database, requested, job_name, args.generator, gate_first=gate_first, settings=settings,
-                            owner=owner)
+                            owner=owner, new_batch=args.new_batch)
+    if signals := args.signals_received():
+        with database.connection() as conn:
+            raise Interrupted(signals[-1], _interrupted_job(conn, result.run_id))
     print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}): {job_name}")
     materializations = result.asset_materializations_for_node("topic_conversations")
     if not result.success or not materializations:
@@ -178,7 +212,7 @@ def _owner(database, owner: str | None) -> str:
 
 
 def _run_on_topics(database, requested: list[str] | None, job_name: str, generator: str, *, gate_first: bool,
-                   owner: str, settings: dict | None = None):
+                   owner: str, settings: dict | None = None, new_batch: bool = False):
     """Run `job_name` in process over the selected topics' partitions as one range, recorded in the local
     instance, holding the partitions' order steady until the run has ended (see `pipelines.local_instance`)."""
     import dagster as dg
@@ -190,7 +224,8 @@ def _run_on_topics(database, requested: list[str] | None, job_name: str, generat
         instance = dg.DagsterInstance.get()
     with instance, run_hold(home) as hold:
         tags = _topic_range(instance, home, hold, database, requested, gate_first=gate_first)
-        return _execute(instance, job_name, generator, tags=tags, settings=settings, owner=owner)
+        return _execute(instance, job_name, generator, tags=tags, settings=settings, owner=owner,
+                        new_batch=new_batch)
 
 
 def _topic_range(instance, home: Path, hold, database, requested: list[str] | None, *, gate_first: bool) -> dict:
@@ -226,7 +261,7 @@ def _topic_range(instance, home: Path, hold, database, requested: list[str] | No
 
 
 def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], owner: str,
-             settings: dict | None = None):
+             settings: dict | None = None, new_batch: bool = False):
     from pipelines.definitions import defs
     from resources.database import target_database
     from resources.generators import GENERATORS
@@ -237,15 +272,43 @@ def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], o
         resources={"database": target_database(), "generator": GENERATORS[generator](**(settings or {}))},
         # A failed step's error is printed on one line by the caller; its stack trace stays in the run's event log.
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-                    "ops": {"topic_conversations": {"config": {"owner": owner}}}},
+                    "ops": {"topic_conversations": {"config": {"owner": owner, "new_batch": new_batch}}}},
         raise_on_error=False,
     )
 
 
+def _interrupted_job(conn: psycopg.Connection, run_id: str) -> str:
+    """What an interrupted run left of its batch job, and what resumes it."""
+    from assets.generation.asset import run_label
+
+    job = conn.execute(
+        "SELECT id, status, completed_items, total_items FROM batch_jobs WHERE shared_parameters ->> 'run' = %s",
+        [run_label(run_id)],
+    ).fetchone()
+    if job is None:
+        return f"Dagster run {run_id} stopped before generation started; nothing was generated"
+    job_id, status, done, total = job
+    resume = ("; the same command resumes it (--new-batch starts a new set instead)"
+              if status in ("queued", "processing") else "")
+    return f"batch job {job_id} {status}, {done} of {total} items done{resume}"
+
+
+def cancel(args: argparse.Namespace, database: TargetDatabase) -> int:
+    """Cancel a batch job for good: a run processing it stops; the next run for its topics starts a new job."""
+    from assets.generation.batch import NotCancellable, cancel_job
+
+    with database.connection(autocommit=True) as conn:
+        try:
+            job = cancel_job(conn, args.job)
+        except NotCancellable as exc:
+            raise CannotRun(str(exc)) from None
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(job["items_by_status"].items()))
+    print(f"== batch job {job['id']} {job['status']}: {job['name']}\n   items {job['total_items']}: {statuses}")
+    return EXIT_OK
+
+
 def _run_failure(result) -> str:
     """The first failed step's own error, on one line (Dagster wraps user errors in its own)."""
-    import re
-
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
@@ -395,6 +458,44 @@ def _reset_embedded_app_database() -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(APP_DATABASE)))
 
 
+@contextmanager
+def _signals_received() -> Iterator[Callable[[], list[int]]]:
+    """Which of SIGINT and SIGTERM arrived, whoever handled them (Dagster swaps its own handlers in during a
+    run): each signal a Python handler takes is also written to a wakeup pipe. Outside a run, SIGTERM
+    stops the command as Ctrl-C does rather than killing it mid-write. (Signals reach only the main thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: []
+        return
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    os.set_blocking(write, False)
+    seen: list[int] = []
+
+    def received() -> list[int]:
+        try:
+            seen.extend(b for b in os.read(read, 64) if b in (signal.SIGINT, signal.SIGTERM))
+        except BlockingIOError:
+            pass
+        return seen
+
+    previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(read)
+        os.close(write)
+
+
+def _interrupted(exc: Interrupted) -> int:
+    from pipelines.one_line import one_line
+
+    print(f"bulkgen: interrupted by {signal.Signals(exc.signum).name}: {one_line(str(exc))}", file=sys.stderr)
+    return EXIT_SIGNALLED + exc.signum
+
+
 def _fail(message: str) -> int:
     from pipelines.one_line import one_line
 
@@ -412,7 +513,8 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, handler, help_text: str, *, embedded_by_default: bool = False) -> argparse.ArgumentParser:
         ok, findings = EXIT_CODES[name]
         codes = [textwrap.fill(code, 100, initial_indent="  ", subsequent_indent="     ")
-                 for code in [f"0: {ok}", *([f"1: {findings}"] if findings else []), CANNOT_RUN]]
+                 for code in [f"0: {ok}", *([f"1: {findings}"] if findings else []), CANNOT_RUN,
+                              *([INTERRUPTED] if name in ("run", "generate") else [])]]
         sub = commands.add_parser(name, help=help_text, description=help_text, epilog="exit codes:\n" + "\n".join(codes),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         where = sub.add_mutually_exclusive_group()
@@ -437,6 +539,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="replace a domain's constraint even when columns outside the contract use the domain")
     command("demo", demo, "Load the demo database and materialize every asset through Dagster.",
             embedded_by_default=True)
+    sub = command("cancel", cancel, "Cancel a batch job for good (an interrupted run's job is resumed instead).")
+    sub.add_argument("job", help="the batch job's id")
     for name, handler, help_text in [
         ("generate", generate, "Generate conversations for the selected topics (the generation asset only)."),
         ("run", run, "Audit, fix and generate for the selected topics, in one Dagster run."),
@@ -447,6 +551,9 @@ def _parser() -> argparse.ArgumentParser:
         selection.add_argument("--all", action="store_true", help="every active training topic")
         sub.add_argument("--owner", metavar="UUID",
                          help="the app user the conversations are for (default: $BULKGEN_OWNER); written to created_by")
+        sub.add_argument("--new-batch", action="store_true",
+                         help="generate a full new set, cancelling these topics' unfinished batch job "
+                         "(default: resume it, doing only the items left)")
         sub.add_argument("--generator", default="template", metavar="NAME",
                          help="conversation generator: template (default, offline) or anthropic (reads "
                               "ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL)")

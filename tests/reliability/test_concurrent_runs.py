@@ -25,11 +25,13 @@ TOPICS = ["ignored_401k", "esg_investing", "grandparent_529"]
 def test_two_processes_generating_the_same_topics_at_once(legacy_db, cli_env, processes, tmp_path):
     """Two operators, each with their own Dagster, start the same topics together: PostgreSQL alone arbitrates.
     The second waits for the job the first holds and reports it, done by the other run: both succeed, and it never
-    processes an item the first one does."""
-    env = {**cli_env, "GENERATOR_DELAY_MS": "30"}
-    runs = [processes("run", "--database-url", legacy_db, "--topics", ",".join(TOPICS),
-                      env={**env, "DAGSTER_HOME": str(tmp_path / f"home{i}")}, output=tmp_path / f"run{i}")
-            for i in (1, 2)]
+    processes an item the first one does. (Surely together: no conversation is written until both have the job.)"""
+    with psycopg.connect(legacy_db) as blocker:
+        blocker.execute("LOCK TABLE conversations IN SHARE MODE")  # inserts wait; reads and key checks go on
+        runs = [processes("run", "--database-url", legacy_db, "--topics", ",".join(TOPICS),
+                          env={**cli_env, "DAGSTER_HOME": str(tmp_path / f"home{i}")}, output=tmp_path / f"run{i}")
+                for i in (1, 2)]
+        wait_until(lambda: _opened(legacy_db) == (1, 1), timeout=240, what="one job, the other run waiting for it")
     results = [finished(run) for run in runs]
     store = ConversationStore(root=cli_env["CONVERSATION_STORE"])
     assert_generated_once(legacy_db, store, TOPICS)

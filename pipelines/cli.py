@@ -18,8 +18,12 @@ from pathlib import Path
 
 import psycopg
 
+from assets.audit.code_audit import run_code_audit
+from assets.audit.code_contract import extract_code_contract
 from assets.audit.contract import DEFAULT_CONTRACT, ContractError, load_contract
 from assets.audit.findings import findings_markdown, run_audit, severity_counts
+from assets.audit.typescript_source import SourceError
+from pipelines.contract_commands import add_contract_commands
 from pipelines.demo import DemoDatabaseError, load_demo_database
 from pipelines.one_line import one_line
 from resources.database import DatabaseUnavailable, TargetDatabase, scrub
@@ -40,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     url = os.environ.get("DATABASE_URL") or None
     try:
         return args.command(args, TargetDatabase(url=url))
-    except (CannotRun, ContractError, DatabaseUnavailable, DemoDatabaseError) as exc:
+    except (CannotRun, ContractError, DatabaseUnavailable, DemoDatabaseError, SourceError) as exc:
         return _fail(str(exc))
     except psycopg.Error as exc:
         message = " ".join(str(exc).split())
@@ -49,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def audit(args: argparse.Namespace, database: TargetDatabase) -> int:
     contract = load_contract(args.contract)
+    code = extract_code_contract(args.source) if args.source else None  # before connecting: a bad folder fails fast
     with database.connection() as conn:
-        findings = run_audit(conn, contract)
+        findings = run_code_audit(conn, contract, code) if code else run_audit(conn, contract)
     if args.format == "json":
         print(json.dumps({"findings": [asdict(f) for f in findings]}, indent=2))
     else:
@@ -292,7 +297,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("audit", audit, "Audit the live schema against the contract (read-only).")
     sub.add_argument("--contract", default=str(DEFAULT_CONTRACT), help="contract file (YAML)")
+    sub.add_argument("--source", help="the app's source folder: the value sets its code writes replace the contract's")
     sub.add_argument("--format", choices=["table", "json"], default="table")
+    add_contract_commands(commands)
     command("load-demo", load_demo, "Load the legacy demo schema and rows into an empty database.")
     sub = command("migrate", migrate, "Fix the status constraints the audit finds refusing code values.")
     sub.add_argument("--contract", default=str(DEFAULT_CONTRACT), help="contract file (YAML)")

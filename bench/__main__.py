@@ -16,10 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench import audit, demo, generation, llm, migration, orchestration
+from bench import audit, contract_extract, demo, generation, llm, migration, orchestration
 from bench.common import ITEMS_PER_TOPIC, Server, fixed_template, legacy_template
 
 RESULTS = Path(__file__).with_name("results.json")
+STEPS = ("audit", "generation", "migration", "llm", "dagster", "demo", "contract")
 
 # key -> (what, goal as text, predicate or None for "report")
 FIGURES = {
@@ -32,6 +33,8 @@ FIGURES = {
     "dagster_overhead_s": ("Dagster run − direct call, 20 topics (s)", "≤ 1.0", lambda v: v <= 1.0),
     "dagster_overhead_s_200": ("Dagster run − direct call, 200 topics (s)", "≤ 2.0", lambda v: v <= 2.0),
     "demo_wall_s": ("`bulkgen demo` from a stopped database (s)", "report", None),
+    "contract_extract_s_per_1000_files": ("contract extraction, 500-file app tree (s per 1000 files)", "≤ 10",
+                                          lambda v: v <= 10),
 }
 
 
@@ -43,41 +46,57 @@ def main(argv: list[str] | None = None) -> int:
     work = root / "work"
     work.mkdir(parents=True)
     load_before = os.getloadavg()
-    server = Server(root / "pgdata")
-    _say(f"embedded PostgreSQL {server.version}; templates ...")
-    topics = max(-(-args.generation_items // ITEMS_PER_TOPIC), args.dagster_topics_200, args.dagster_topics,
-                 -(-args.llm_items // ITEMS_PER_TOPIC))
-    legacy = legacy_template(server, topics)
-    fixed = fixed_template(server, legacy)
+    databases = {}
+
+    def template(name: str):
+        """The server and its templates, started on first use: `--only contract` needs no database."""
+        if not databases:
+            server = databases["server"] = Server(root / "pgdata")
+            _say(f"embedded PostgreSQL {server.version}; templates ...")
+            topics = max(-(-args.generation_items // ITEMS_PER_TOPIC), args.dagster_topics_200, args.dagster_topics,
+                         -(-args.llm_items // ITEMS_PER_TOPIC))
+            databases["legacy"] = legacy_template(server, topics)
+            databases["fixed"] = fixed_template(server, databases["legacy"])
+        return databases[name]
 
     results, raw = {}, {}
     steps = [
-        ("audit", lambda: audit.measure(server, legacy, tables=args.audit_tables, repeats=args.audit_repeats)),
-        ("generation", lambda: generation.measure(server, fixed, args.files_dir or generation.files_dir(work),
+        ("audit", lambda: audit.measure(template("server"), template("legacy"), tables=args.audit_tables,
+                                        repeats=args.audit_repeats)),
+        ("generation", lambda: generation.measure(template("server"), template("fixed"),
+                                                  args.files_dir or generation.files_dir(work),
                                                   items=args.generation_items,
                                                   concurrency=args.generation_concurrency,
                                                   repeats=args.generation_repeats)),
-        ("migration", lambda: migration.measure(server, legacy, rows=args.migration_rows,
+        ("migration", lambda: migration.measure(template("server"), template("legacy"), rows=args.migration_rows,
                                                 writer_interval_ms=args.writer_interval_ms)),
-        ("llm", lambda: llm.measure(server, fixed, work, items=args.llm_items, concurrency=args.llm_concurrency,
-                                    latency_s=args.llm_latency_s)),
-        ("dagster", lambda: orchestration.measure(server, fixed, work, topics=args.dagster_topics,
-                                                  topics_200=args.dagster_topics_200, repeats=args.dagster_repeats)),
+        ("llm", lambda: llm.measure(template("server"), template("fixed"), work, items=args.llm_items,
+                                    concurrency=args.llm_concurrency, latency_s=args.llm_latency_s)),
+        ("dagster", lambda: orchestration.measure(template("server"), template("fixed"), work,
+                                                  topics=args.dagster_topics, topics_200=args.dagster_topics_200,
+                                                  repeats=args.dagster_repeats)),
         ("demo", lambda: demo.measure(work)),
+        ("contract", lambda: contract_extract.measure(work, files=args.contract_files)),
     ]
     for name, run in steps:
+        if args.only and name not in args.only:
+            continue
         _say(f"{name} ...")
         step_started = time.perf_counter()
         measured = run()
         raw[name] = {**measured.pop("raw"), "benchmark_s": round(time.perf_counter() - step_started, 1)}
         results.update(measured)
         _say("  " + ", ".join(f"{k} = {_fmt(v)}" for k, v in measured.items()))
-    if set(results) != set(FIGURES):
+    if not args.only and set(results) != set(FIGURES):
         raise RuntimeError(f"figures missing or extra: {set(FIGURES) ^ set(results)}")
-    raw["machine"] = _machine(server.version, load_before)
+    if args.only and args.out.exists():  # one part measured again: the other figures stay as last measured
+        previous = json.loads(args.out.read_text())
+        results = {**{k: previous[k] for k in FIGURES if k in previous}, **results}
+        raw = {**previous.get("raw", {}), **raw}
+    raw["machine"] = _machine(databases["server"].version if databases else None, load_before)
     raw["sizes"] = vars(args) | {"out": str(args.out)}
     raw["total_s"] = round(time.perf_counter() - started, 1)
-    ordered = {key: results[key] for key in FIGURES}
+    ordered = {key: results[key] for key in FIGURES if key in results}
     args.out.write_text(json.dumps({**ordered, "raw": raw}, indent=2, default=str) + "\n")
     print(table(ordered))
     print(f"\n{machine_line(raw['machine'])}; {raw['total_s']:.0f} s in all. Written to {args.out}.")
@@ -87,13 +106,16 @@ def main(argv: list[str] | None = None) -> int:
 def table(results: dict) -> str:
     lines = ["| figure | value | goal | met |", "|---|---|---|---|"]
     for key, (what, goal, met) in FIGURES.items():
+        if key not in results:
+            continue
         verdict = "report" if met is None else ("yes" if met(results[key]) else "**no**")
         lines.append(f"| `{key}` ({what}) | {_fmt(results[key])} | {goal} | {verdict} |")
     return "\n".join(lines)
 
 
 def machine_line(m: dict) -> str:
-    return (f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, PostgreSQL {m['postgresql']} (embedded), "
+    database = f"PostgreSQL {m['postgresql']} (embedded)" if m["postgresql"] else "no database"
+    return (f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {database}, "
             f"Python {m['python']}; load average {m['load_before']} before, {m['load_after']} after")
 
 
@@ -133,6 +155,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dagster-topics", type=int, default=20)
     p.add_argument("--dagster-topics-200", type=int, default=200)
     p.add_argument("--dagster-repeats", type=int, default=3)
+    p.add_argument("--contract-files", type=int, default=500, help="source files in the extracted app tree")
+    p.add_argument("--only", action="append", choices=STEPS, metavar="PART",
+                   help=f"measure only this part (repeatable; one of {', '.join(STEPS)}); the other figures in "
+                   "--out stay as they were")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p
 

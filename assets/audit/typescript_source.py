@@ -10,6 +10,7 @@ bounded by the arguments at the call sites of its function, found by name across
 from __future__ import annotations
 
 import os
+import posixpath
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -119,6 +120,7 @@ class SourceTree:
         if not self.root.is_dir():
             raise SourceError(f"--source {root}: not a directory")
         self.files = {}
+        self._modules: dict[tuple[str, str], SourceFile | None] = {}
         for folder, dirs, names in os.walk(self.root):
             dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.startswith("."))
             for name in sorted(names):
@@ -150,20 +152,34 @@ class SourceTree:
         return calls
 
     def module(self, importer: SourceFile, spec: str) -> SourceFile | None:
-        """The file an import names: relative, or `@/` and `~/` for `src/` (Next.js), with or without extension."""
+        """The file an import names: relative, or `@/` and `~/` for the `src/` beside the nearest tsconfig.json
+        (Next.js), with or without extension. Packages are outside the tree: None."""
+        key = (importer.rel, spec)
+        if key not in self._modules:
+            self._modules[key] = self._find_module(importer.rel, spec)
+        return self._modules[key]
+
+    def _find_module(self, importer: str, spec: str) -> SourceFile | None:
+        folder = posixpath.dirname(importer)
         if spec.startswith("."):
-            bases = [importer.path.parent / spec]
+            bases = [posixpath.normpath(posixpath.join(folder, spec))]
         elif spec.startswith(("@/", "~/")):
-            bases = [self.root / "src" / spec[2:], self.root / spec[2:]]
+            base = self._project(folder)
+            bases = [posixpath.join(base, "src", spec[2:]), posixpath.join(base, spec[2:])]
         else:
             return None
         for base in bases:
-            stem = base.with_suffix("") if base.suffix in (".js", ".mjs", ".jsx") else base
-            for candidate in [base, *(Path(f"{stem}{s}") for s in _PARSERS), *(stem / f"index{s}" for s in _PARSERS)]:
-                rel = os.path.relpath(candidate, self.root).replace(os.sep, "/")
-                if rel in self.files:
-                    return self.files[rel]
+            stem = posixpath.splitext(base)[0] if base.endswith((".js", ".mjs", ".jsx")) else base
+            for candidate in [base, *(stem + s for s in _PARSERS), *(f"{stem}/index{s}" for s in _PARSERS)]:
+                if candidate in self.files:
+                    return self.files[candidate]
         return None
+
+    def _project(self, folder: str) -> str:
+        """The nearest folder at or above `folder` holding a tsconfig.json (else the root), relative to the root."""
+        while folder and not (self.root / folder / "tsconfig.json").is_file():
+            folder = posixpath.dirname(folder)
+        return folder
 
 
 @dataclass(frozen=True)
@@ -255,16 +271,27 @@ class Resolver:
         self.tree = tree
         self.through_parameters = through_parameters
         self._scopes: dict[tuple[str, int], dict[str, list[tuple[str, ts.Node, ts.Node]]]] = {}
+        self._assignments: dict[tuple[str, int], dict[str, list[ts.Node]]] = {}
+        self._memo: dict[tuple[str, int], list[Item]] = {}
+        self._cuts = 0  # cycles cut so far: a result computed while one was cut is not memoized
 
     # -- expressions --------------------------------------------------------------------------
 
     def items(self, node: ts.Node, file: SourceFile, seen: frozenset = frozenset()) -> list[Item]:
+        """Memoized where no cycle was cut below: such a result does not depend on the path that reached it."""
         key = (file.rel, node.id)
-        if key in seen:
-            return []  # a cycle adds nothing new
-        if len(seen) > _MAX_DEPTH:
-            return [Unbounded(_brief(node), file.at(node), "too deep to follow")]
-        seen = seen | {key}
+        if key in self._memo:
+            return self._memo[key]
+        if key in seen or len(seen) > _MAX_DEPTH:
+            self._cuts += 1
+            return [] if key in seen else [Unbounded(_brief(node), file.at(node), "too deep to follow")]
+        cuts = self._cuts
+        found = self._items(node, file, seen | {key})
+        if self._cuts == cuts:
+            self._memo[key] = found
+        return found
+
+    def _items(self, node: ts.Node, file: SourceFile, seen: frozenset) -> list[Item]:
         kind = node.type
         if kind == "string" or (kind == "template_string" and not any(
                 c.type == "template_substitution" for c in node.named_children)):
@@ -384,19 +411,31 @@ class Resolver:
     def _assigned(self, name: str, scope: ts.Node, file: SourceFile, seen: frozenset) -> list[Item]:
         """`name = v` anywhere in its scope, and `name.prop = v` as one more shape of the object."""
         found, later = [], Shape({}, at=file.at(scope))
-        for assignment in _descendants(scope, "assignment_expression"):
+        for assignment in self._assignments_in(scope, file).get(name, ()):
             left, right = assignment.child_by_field_name("left"), assignment.child_by_field_name("right")
-            if left.type == "identifier" and text(left) == name:
+            if left.type == "identifier":
                 found += self.items(right, file, seen)
-            elif left.type in ("member_expression", "subscript_expression"):
-                target = left.child_by_field_name("object")
-                if target.type == "identifier" and text(target) == name:
-                    key = left.child_by_field_name("property") or left.child_by_field_name("index")
-                    prop = string_value(key) if key.type == "string" else text(key)
-                    previous = later.props.get(prop)
-                    value = _later(self.items, right, file, seen)
-                    later.props[prop] = value if previous is None else _both(previous, value)
+            else:
+                key = left.child_by_field_name("property") or left.child_by_field_name("index")
+                prop = string_value(key) if key.type == "string" else text(key)
+                previous = later.props.get(prop)
+                value = _later(self.items, right, file, seen)
+                later.props[prop] = value if previous is None else _both(previous, value)
         return found + ([later] if later.props else [])
+
+    def _assignments_in(self, scope: ts.Node, file: SourceFile) -> dict[str, list[ts.Node]]:
+        """`x = v` and `x.p = v` (or `x['p'] = v`) in a scope, by the name of `x`."""
+        key = (file.rel, scope.id)
+        if key not in self._assignments:
+            by_name = defaultdict(list)
+            for assignment in _descendants(scope, "assignment_expression"):
+                left = assignment.child_by_field_name("left")
+                if left.type in ("member_expression", "subscript_expression"):
+                    left = left.child_by_field_name("object")
+                if left.type == "identifier":
+                    by_name[text(left)].append(assignment)
+            self._assignments[key] = by_name
+        return self._assignments[key]
 
     def _destructure(self, found: list[Item], pattern: ts.Node, ident: ts.Node, file: SourceFile,
                      seen: frozenset) -> list[Item]:
@@ -676,20 +715,18 @@ def narrowest(found: list[Item] | None, typed: list[Item]) -> list[Item]:
     shapes = [t for t in typed if isinstance(t, Shape)]
     if not shapes:
         return found
-    narrowed = []
-    for item in found:
-        if isinstance(item, Shape):
-            keys, exact, opaque, at = item.props, item.exact, item.opaque, item.at
-        elif isinstance(item, Unbounded):  # the type says which properties it can have
-            keys, exact, opaque, at = {k: None for s in shapes for k in s.props}, all(s.exact for s in shapes), [], item.at
-        else:
-            continue
-        narrowed.append(Shape({k: _narrowed(item, shapes, k) for k in keys}, exact, opaque, at))
+    narrowed = [Shape({k: _narrowed([item], shapes, k) for k in item.props}, item.exact, item.opaque, item.at)
+                for item in found if isinstance(item, Shape)]
+    unknown = [item for item in found if isinstance(item, Unbounded)]
+    if unknown:  # the type says which properties they can have
+        keys = {k: None for s in shapes for k in s.props}
+        narrowed.append(Shape({k: _narrowed(unknown, shapes, k) for k in keys}, all(s.exact for s in shapes),
+                              at=unknown[0].at))
     return narrowed
 
 
-def _narrowed(item: Item, shapes: list[Shape], key: str) -> Callable[[], list[Item]]:
-    return lambda: narrowest(member([item], key), member(shapes, key))
+def _narrowed(items: list[Item], shapes: list[Shape], key: str) -> Callable[[], list[Item]]:
+    return lambda: narrowest(member(items, key), member(shapes, key))
 
 
 def _literals(items: list[Item]) -> bool:

@@ -39,7 +39,7 @@ def with_code_evidence(findings: list[Finding], code: CodeContract) -> list[Find
         written = code.column(finding.table, finding.column) if finding.column else None
         table = code.tables.get(finding.table)
         if written is not None:
-            values = finding.rejected or list(written.values)
+            values = finding.rejected or sorted(written.values)
             evidence = [f"{v}: {at}" for v in values if v in written.values for at in ordered(written.values[v])]
             evidence = evidence or ordered(written.writes)
         elif finding.column is None and table is not None:

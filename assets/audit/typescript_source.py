@@ -465,10 +465,10 @@ class Resolver:
             self.items(param.child_by_field_name("value"), file, seen) if param.child_by_field_name("value") else [])
         annotation = None if param.type == "identifier" else param.child_by_field_name("type")
         typed = self.type_items(annotation, file, seen) if annotation is not None else []
-        if _literals(typed):
-            return _unique(self._destructure(typed, pattern, binding.name_node, file, seen) + default)
         if not self.through_parameters:
             return [Unbounded(text(binding.name_node), file.at(binding.name_node), "a parameter")]
+        if _literals(typed):
+            return _unique(self._destructure(typed, pattern, binding.name_node, file, seen) + default)
         callers = self._arguments(function, _parameters(function).index(param), file, seen)
         if callers is None and not typed:
             callers = [Unbounded(text(param), file.at(param), "no call site found")]

@@ -27,7 +27,7 @@ from assets.audit.typescript_source import (
 
 WRITE_METHODS = ("insert", "update", "upsert")
 _WRITES = "(call_expression function: (member_expression object: (_) @builder property: (property_identifier) @method)" \
-          " arguments: (arguments) @args) @call"
+          " arguments: (arguments) @args)"
 _THROUGH = {"await_expression", "parenthesized_expression", "non_null_expression", "as_expression"}
 
 

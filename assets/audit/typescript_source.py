@@ -772,10 +772,6 @@ def _unique(items: list[Item]) -> list[Item]:
     return list(dict.fromkeys(items))
 
 
-def _has_unbounded(items: list[Item]) -> bool:
-    return any(isinstance(i, Unbounded) for i in items)
-
-
 def _enclosing(node: ts.Node, types: set[str]) -> ts.Node | None:
     node = node.parent
     while node is not None and node.type not in types:

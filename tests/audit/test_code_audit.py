@@ -53,8 +53,8 @@ def test_the_code_alone_finds_the_demos_refusals(legacy_db, agreeing_contract, c
     assert items.evidence == [f"cancelled: {ITEMS_CANCELLED}", f"cancelled: {at(TYPES, 'export const ITEM_STATUSES')}"]
     jobs = next(f for f in findings if f.kind == "rejected_values" and f.table == "batch_jobs")
     job_status = at(TYPES, "export type JobStatus")
-    queued = at(SERVICE, "status: 'queued' as const")
-    assert jobs.evidence == [f"processing: {job_status}", f"queued: {queued}", f"queued: {job_status}"]
+    queued = [at(SERVICE, "status: 'queued' as const"), at(PROCESSOR, "const status: 'queued' | 'paused'"), job_status]
+    assert jobs.evidence == [f"processing: {job_status}", *(f"queued: {place}" for place in queued)]
 
 
 def test_types_and_nullability_stay_the_contracts(code):

@@ -43,11 +43,12 @@ def test_only_the_apps_tables_are_written(code):
 
 def test_batch_jobs_status_every_pattern_with_its_evidence(code):
     job_status = at(TYPES, "export type JobStatus")
+    typed = at(PROCESSOR, "const status: 'queued' | 'paused'")  # a variable its type bounds, not its value
     assert column(code, "batch_jobs", "status")["evidence"] == {
         # `{ status }` shorthand, its parameter typed JobStatus: the alias's members
         "processing": [job_status],
-        "queued": [at(SERVICE, "status: 'queued' as const"), job_status],  # `as const`
-        "paused": [at(SERVICE, "update({ status: 'paused' })"), job_status],
+        "queued": [at(SERVICE, "status: 'queued' as const"), typed, job_status],  # `as const`
+        "paused": [at(SERVICE, "update({ status: 'paused' })"), typed, job_status],
         "cancelled": [at(SERVICE, "update({ status: 'cancelled', completed_at"), job_status],
         # a variable holding an object, a property assigned to it later with a ternary
         "completed": [at(PROCESSOR, "finish.status = "), job_status],

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import dagster as dg
 from pydantic import Field
 
-from assets.audit.code_audit import bounded_by_code, run_code_audit
+from assets.audit.code_audit import bounded_by_code, with_code_evidence
 from assets.audit.code_contract import extract_code_contract
 from assets.audit.contract import Contract, load_contract
 from assets.audit.findings import (
@@ -77,7 +77,9 @@ def schema_audit(context: dg.AssetExecutionContext, config: SchemaAuditConfig, d
     code = extract_code_contract(source) if source else None
     contract = bounded_by_code(CONTRACT, code) if code else CONTRACT
     with database.connection() as conn:
-        findings = run_code_audit(conn, CONTRACT, code) if code else run_audit(conn, CONTRACT)
+        findings = run_audit(conn, contract)
+    if code:
+        findings = with_code_evidence(findings, code)
     counts = severity_counts(findings)
     context.log.info(f"audited {database.display_name()}{f' against the code in {source}' if code else ''}: {counts}")
     yield dg.Output(

@@ -15,7 +15,6 @@ from pipelines.partitions import add_topic_partitions, selection_range
 from pipelines.sensors import batch_job_failure_sensor
 from resources.database import TargetDatabase
 from resources.generators import ConversationRequest, GeneratedConversation, TemplateGenerator
-from tests.generation.conftest import record_fix
 
 TOPICS = ["ignored_401k", "esg_investing"]
 
@@ -60,7 +59,6 @@ def _state(dsn):
 
 def test_a_failed_runs_job_is_requeued_then_resumed(fixed_db, instance, store, monkeypatch):
     monkeypatch.setattr("assets.generation.asset.DB_RETRIES", 0)  # the database stays lost past every retry
-    record_fix(instance)
     with psycopg.connect(fixed_db) as conn:
         rows = load_scaffolding(conn, TOPICS)
     # An item at position 20 or later (20th or 44th, by topic order): the first claim takes 19 items, and

@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 def _command(args: argparse.Namespace, url: str | None, received: Callable[[], list[int]]) -> int:
     import psycopg
 
+    from assets.audit.contract import ContractError
+    from assets.audit.typescript_source import SourceError
     from pipelines.demo import DemoDatabaseError
     from resources.database import DatabaseUnavailable, TargetDatabase, scrub
 

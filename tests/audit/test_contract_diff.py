@@ -19,10 +19,9 @@ def test_the_project_contract_against_the_fixture_app():
              for d in diff_contract(load_contract(CONTRACT_PATH), extract_code_contract(str(APP)))}
     row = at(STORAGE, "upsert(row")
     assert found == {
-        ("conversations", "status", "value_not_in_contract", "pending_review"): [at(STORAGE, "'pending_review'")],
-        ("conversations", "status", "value_not_written", "generated"): [row],
-        **{("conversations", c, "column_not_in_contract", None): [row]
-           for c in ("processing_status", "storage_bucket", "content_hash")},
+        ("conversations", "content_hash", "column_not_in_contract", None): [row],
+        **{("conversations", "processing_status", "value_not_written", v): [row]
+           for v in ("pending", "processing", "failed")},
         **{("conversations", "tier", "value_not_written", v): [] for v in ("template", "scenario", "edge_case")},
     }
 

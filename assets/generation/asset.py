@@ -50,6 +50,10 @@ class GenerationConfig(dg.Config):
         default=CONVERSATION_STATUS,
         description="Status the conversations are written with: the app's review queue lists pending_review.",
     )
+    new_batch: bool = Field(
+        default=False, description="Generate a full new set for these topics, cancelling their unfinished batch job; "
+        "by default a run resumes that job (after an interrupt, say) and does only what is left.",
+    )
 
 
 with warnings.catch_warnings():
@@ -84,7 +88,7 @@ def topic_conversations(
             fix = ensure_gate_open(conn, CONTRACT, written_values(settings))
             result = generate_conversations(
                 conn, list(selected.values()), generator, conversation_store, settings,
-                label=run_label(context.run.run_id), log=context.log.info,
+                label=run_label(context.run.run_id), log=context.log.info, new_batch=config.new_batch,
             )
     except (psycopg.Error, DatabaseUnavailable) as exc:
         if not connection_lost(exc):

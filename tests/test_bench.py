@@ -13,7 +13,8 @@ from bench.__main__ import FIGURES
 PROJECT = Path(__file__).resolve().parents[1]
 TINY = ["--generation-items", "48", "--generation-repeats", "1", "--migration-rows", "2000",
         "--audit-tables", "10", "--audit-repeats", "1", "--llm-items", "24", "--llm-concurrency", "4",
-        "--llm-latency-s", "0.02", "--dagster-topics", "1", "--dagster-topics-200", "2", "--dagster-repeats", "1"]
+        "--llm-latency-s", "0.02", "--dagster-topics", "1", "--dagster-topics-200", "2", "--dagster-repeats", "1",
+        "--contract-files", "24"]
 
 
 def test_the_runner_writes_every_figure_and_nothing_else(tmp_path):
@@ -29,3 +30,16 @@ def test_the_runner_writes_every_figure_and_nothing_else(tmp_path):
     assert results["raw"]["machine"]["postgresql"] and results["raw"]["sizes"]["migration_rows"] == 2000
     for key in FIGURES:
         assert f"`{key}`" in done.stdout  # the table names every figure
+
+
+def test_only_one_part_keeps_the_other_figures(tmp_path):
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"demo_wall_s": 3.9, "raw": {"demo": {"benchmark_s": 4.0}}}))
+    done = subprocess.run([sys.executable, "-m", "bench", "--only", "contract", "--contract-files", "24",
+                           "--out", str(out)], cwd=PROJECT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(results) == {"demo_wall_s", "contract_extract_s_per_1000_files", "raw"}
+    assert results["demo_wall_s"] == 3.9 and results["raw"]["demo"] == {"benchmark_s": 4.0}
+    assert results["raw"]["contract"]["files"] >= 24 and results["raw"]["machine"]["postgresql"] is None
+    assert "`contract_extract_s_per_1000_files`" in done.stdout and "`demo_wall_s`" in done.stdout

@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 from dataclasses import asdict
+from importlib.resources import files
 from pathlib import Path
 
 import psycopg
@@ -23,10 +24,11 @@ from assets.audit.findings import findings_markdown, run_audit, severity_counts
 from pipelines.demo import DemoDatabaseError, load_demo_database
 from pipelines.one_line import one_line
 from resources.database import DatabaseUnavailable, TargetDatabase, scrub
-from resources.embedded import PROJECT_ROOT
+from resources.embedded import STATE_DIR
 from resources.generators import GENERATORS
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
+LOCAL_INSTANCE_CONFIG = files("deploy") / "local-dagster.yaml"
 
 
 class CannotRun(RuntimeError):
@@ -183,11 +185,11 @@ def _batch_summary(conn: psycopg.Connection, job_id: str) -> str:
 
 def _dagster_home() -> Path:
     """The persistent DAGSTER_HOME (default .dagster_home/, SQLite storage) every CLI run is recorded in."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(STATE_DIR / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists() or not config.read_text().strip():
-        shutil.copy(PROJECT_ROOT / "deploy" / "local-dagster.yaml", config)
+        shutil.copy(LOCAL_INSTANCE_CONFIG, config)
     return home
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from importlib.resources import files
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
+DEMO_DIR = files("demo")
 CATALOG_TABLES = {  # table -> (catalog file, key column)
     "personas": ("personas.json", "persona_key"),
     "emotional_arcs": ("emotional_arcs.json", "arc_key"),

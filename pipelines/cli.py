@@ -251,7 +251,7 @@ def demo(args: argparse.Namespace, database: TargetDatabase) -> int:
             print(f"\n-- topic_conversations\n{_batch_summary(conn, mat.metadata['batch_job_id'].value)}")
     if verification:
         print(f"\n-- generation_verification\n{_verification_summary(verification)}")
-    print("\nBrowse the runs with: .venv/bin/dagster dev  (DAGSTER_HOME=.dagster_home)")
+    print(f"\nBrowse the runs with: make dev  (installed: DAGSTER_HOME={home} dagster dev -m pipelines.definitions)")
     if not result.success:
         return EXIT_CANNOT_RUN
     return EXIT_OK if all(e.passed for e in verification) else EXIT_FINDINGS

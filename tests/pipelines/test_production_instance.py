@@ -7,8 +7,9 @@ from importlib.resources import files
 import dagster as dg
 import psycopg
 import pytest
+from dagster._serdes import serialize_value
 from psycopg.conninfo import conninfo_to_dict
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 from pipelines.definitions import defs
 from pipelines.instance_storage import psycopg2_url
@@ -43,7 +44,8 @@ def test_chain_runs_on_a_postgres_backed_instance(legacy_db, empty_db, tmp_path,
     home.mkdir()
     shutil.copy(files("deploy") / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_PG_URL", pasted_url(empty_db))
+    url = pasted_url(empty_db)
+    monkeypatch.setenv("DAGSTER_PG_URL", url)
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         result = defs.resolve_job_def("audit_job").execute_in_process(
@@ -51,6 +53,7 @@ def test_chain_runs_on_a_postgres_backed_instance(legacy_db, empty_db, tmp_path,
         )
         assert result.success
         ref = instance.get_ref()  # what a run worker or the daemon rebuilds the instance from
+    assert make_url(url).password not in serialize_value(ref)  # it travels on command lines: the variable's name only
     with dg.DagsterInstance.from_ref(ref) as rebuilt:
         assert [r.run_id for r in rebuilt.get_runs()] == [result.run_id]
     with psycopg.connect(empty_db) as conn:

@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +20,19 @@ NOT_SHIPPED = shutil.ignore_patterns(".git", ".venv", "tests", "bench", "build",
 LOCAL_SETTINGS = ("DATABASE_URL", "DAGSTER_HOME", "CONVERSATION_STORE", "BULKGEN_EMBEDDED_DIR", "PYTHONPATH")
 
 
+@pytest.fixture
+def own_tmp() -> Iterator[Path]:
+    """A temp folder of its own: pytest's basetemp can be pruned by another pytest process during this long test."""
+    folder = Path(tempfile.mkdtemp(prefix="bulkgen-install-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_a_plain_install_runs_the_demo_from_another_folder(tmp_path):
-    source, venv, elsewhere = tmp_path / "source", tmp_path / "venv", tmp_path / "elsewhere"
+def test_a_plain_install_runs_the_demo_from_another_folder(own_tmp):
+    source, venv, elsewhere = own_tmp / "source", own_tmp / "venv", own_tmp / "elsewhere"
     shutil.copytree(REPO, source, ignore=NOT_SHIPPED)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"

@@ -36,8 +36,12 @@ def topic_partition_key(topic_key: str) -> str:
 
 def active_topics(conn: psycopg.Connection) -> dict[str, str]:
     """Partition key -> topic_key of every active training topic, in the table's order."""
+    (dated,) = conn.execute(  # created_at is optional: without it, topics go by key
+        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('training_topics')"
+        " AND attname = 'created_at' AND NOT attisdropped)"
+    ).fetchone()
     rows = conn.execute(
-        "SELECT topic_key FROM training_topics WHERE is_active ORDER BY created_at, topic_key"
+        f"SELECT topic_key FROM training_topics WHERE is_active ORDER BY {'created_at, ' if dated else ''}topic_key"
     ).fetchall()
     return {topic_partition_key(key): key for (key,) in rows}
 

@@ -92,7 +92,8 @@ def test_three_topics_make_one_completed_job_with_72_conversations_and_files(fix
             query = f"SELECT DISTINCT {column} FROM {table} WHERE {scope[table]}"
             seen = {v for (v,) in conn.execute(query, [result.job.id])}
             assert seen <= set(allowed) | {None}, (table, column, seen)
-    assert result.preview["persona"]["name"] in {"Marcus Chen", "Jennifer Martinez", "David Chen"}
+    assert result.preview["training_pairs"][0]["conversation_metadata"]["persona_name"] in {
+        "Marcus Chen", "Jennifer Martinez", "David Chen"}
 
 
 def _failure_messages(dsn, job_id) -> list[str]:

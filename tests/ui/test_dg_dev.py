@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import LOCAL_INSTANCE_CONFIG
+from pipelines.local_instance import LOCAL_INSTANCE_CONFIG
 from tests.ui.conftest import REPO_ROOT, Webserver, _stop, _wait_until_ready, free_port
 
 DG = Path(sys.executable).with_name("dg")

@@ -22,7 +22,6 @@ from assets.generation.processing import generate_conversations
 from bench.common import ITEMS_PER_TOPIC, Server, timed, topic_keys
 from resources.anthropic_generator import AnthropicGenerator
 from resources.conversation_store import ConversationStore
-from resources.embedded import PROJECT_ROOT
 from resources.generators import ConversationRequest
 
 API_KEY = "sk-ant-bench-loopback"
@@ -31,7 +30,7 @@ API_KEY = "sk-ant-bench-loopback"
 def measure(server: Server, fixed: str, workdir: Path, *, items: int, concurrency: int, latency_s: float) -> dict:
     keys = topic_keys(math.ceil(items / ITEMS_PER_TOPIC))
     fake = subprocess.Popen([sys.executable, "-m", "bench.fake_llm", str(latency_s), str(items * 3)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
     name = server.create(fixed)
     root = workdir / "llm"
     try:

@@ -455,9 +455,9 @@ def _verification_summary(evaluations) -> str:
 
 def _make_dev(home: Path) -> str:
     """The command that serves the UI on the instance this run was recorded in."""
-    from resources.embedded import PROJECT_ROOT
+    from resources.embedded import STATE_DIR
 
-    default = home.resolve() == (PROJECT_ROOT / ".dagster_home").resolve()
+    default = home.resolve() == (STATE_DIR / ".dagster_home").resolve()
     return "make dev" if default else f"DAGSTER_HOME={home} make dev"
 
 

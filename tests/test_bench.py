@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.__main__ import FIGURES
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -17,6 +19,7 @@ TINY = ["--generation-items", "48", "--generation-repeats", "1", "--migration-ro
         "--contract-files", "24"]
 
 
+@pytest.mark.slow
 def test_the_runner_writes_every_figure_and_nothing_else(tmp_path):
     out = tmp_path / "results.json"
     done = subprocess.run([sys.executable, "-m", "bench", *TINY, "--out", str(out)], cwd=PROJECT,

@@ -2,7 +2,7 @@
 
 The calling thread claims items and records outcomes on one connection; a pool of
 `concurrent_processing` threads generates conversations and stores their files (one thread when
-the generator computes rather than waits: more would only contend for the GIL). Each file is
+the generator computes and the store is a local folder, nothing to wait on: more would only contend for the GIL). Each file is
 stored before the transaction that inserts its conversation and completes its
 item, so a completed item always has its row and its file. A file whose transaction never
 committed (the process died in between) is rewritten when its item is retried, and removed by
@@ -122,7 +122,8 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     halt = threading.Event()  # once set, no item starts: a failure under 'stop', or an interrupt
     if stop_on_failure and job.failed_before:
         halt.set()
-    workers = _Workers(job.settings.concurrent_processing if generator.waits else 1,  # a bound, not a quota
+    waits = generator.waits or store.remote  # on the network: threads overlap the waits
+    workers = _Workers(job.settings.concurrent_processing if waits else 1,  # a bound, not a quota
                        _Producer(job.id, rows, generator, store, halt, stop_on_failure))
     interrupt, exhausted = None, False
     in_flight = processed = succeeded = 0  # in flight: handed to the workers, outcome not yet back

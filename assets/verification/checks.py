@@ -136,7 +136,7 @@ def _conversation_problem(row: dict, store: ConversationStore) -> str | None:
     if not row["file_path"]:
         return "its conversation has no file"
     try:
-        document = json.loads(store.path(row["file_path"]).read_bytes())
+        document = json.loads(store.read_bytes(row["file_path"]))
     except FileNotFoundError:
         return "its conversation's file is missing"
     except (OSError, ValueError) as exc:

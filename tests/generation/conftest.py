@@ -90,14 +90,13 @@ def assert_job_sound(dsn: str, job_id, store: ConversationStore) -> dict:
     assert len(set(triples)) == len(triples)
     for params, item_tier, path, size, tier, conv_status, persona_name, persona_id, arc_id, topic_id in linked:
         document = store.read(path)
-        assert (store.path(path).stat().st_size, tier, conv_status) == (size, item_tier, "generated")
+        assert (len(store.read_bytes(path)), tier, conv_status) == (size, item_tier, "generated")
         assert document["persona"]["name"] == persona_name and document["persona"]["id"] == persona_id
         assert (document["arc"]["id"], document["topic"]["id"]) == (arc_id, topic_id)
         assert document["turns"] and {t["role"] for t in document["turns"]} == {"user", "assistant"}
-    folder = store.path(str(job_id))
-    on_disk = sorted(str(p.relative_to(store.root_path())) for p in folder.iterdir()) if folder.exists() else []
-    conversations = [f for f in on_disk if not f.endswith(RAW_SUFFIX)]
-    raw = {f.removesuffix(RAW_SUFFIX) for f in on_disk if f.endswith(RAW_SUFFIX)}
+    stored = store.keys_under(str(job_id))
+    conversations = [f for f in stored if not f.endswith(RAW_SUFFIX)]
+    raw = {f.removesuffix(RAW_SUFFIX) for f in stored if f.endswith(RAW_SUFFIX)}
     assert conversations == sorted(path for _, _, path, *_ in linked)  # no orphan, no temporary file
     assert raw <= set(conversations)  # a model's raw response only beside its conversation
     return counts

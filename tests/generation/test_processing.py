@@ -12,6 +12,7 @@ import pytest
 
 from assets.generation.batch import JobSettings, written_values
 from assets.generation.processing import generate_conversations
+from resources.conversation_store import ConversationStore
 from resources.generators import ConversationRequest, GeneratedConversation, TemplateGenerator
 from tests.generation.conftest import assert_job_sound
 
@@ -73,11 +74,11 @@ def _run(dsn, store, generator, settings=JobSettings(), topics=TOPICS, **kwargs)
         return generate_conversations(conn, topics, generator, store, settings, label="test", **kwargs)
 
 
-def test_three_topics_make_one_completed_job_with_72_conversations_and_files(fixed_db, store):
-    result = _run(fixed_db, store, TemplateGenerator(delay_ms=0))
+def test_three_topics_make_one_completed_job_with_72_conversations_and_files(fixed_db, conversation_store):
+    result = _run(fixed_db, conversation_store, TemplateGenerator(delay_ms=0))
     assert (result.status, result.processed, result.succeeded, result.failed) == ("completed", 72, 72, 0)
     assert result.summary["items_by_tier"] == {"template": 45, "edge_case": 27}
-    assert assert_job_sound(fixed_db, result.job.id, store) == {"completed": 72}
+    assert assert_job_sound(fixed_db, result.job.id, conversation_store) == {"completed": 72}
     with psycopg.connect(fixed_db) as conn:
         rows = conn.execute(
             "SELECT c.turn_count, a.typical_turn_count_min, a.typical_turn_count_max, c.total_tokens, c.parameters"
@@ -104,11 +105,11 @@ def _failure_messages(dsn, job_id) -> list[str]:
     return [message for (message,) in rows]
 
 
-def test_continue_processes_every_item_and_records_each_failure(fixed_db, store):
+def test_continue_processes_every_item_and_records_each_failure(fixed_db, conversation_store):
     generator = FailingGenerator(delay_ms=0, fail_arcs=["crisis_to_referral"])
-    result = _run(fixed_db, store, generator, JobSettings(concurrent_processing=3, error_handling="continue"))
+    result = _run(fixed_db, conversation_store, generator, JobSettings(concurrent_processing=3, error_handling="continue"))
     assert result.status == "completed"
-    assert assert_job_sound(fixed_db, result.job.id, store) == {"completed": 63, "failed": 9}
+    assert assert_job_sound(fixed_db, result.job.id, conversation_store) == {"completed": 63, "failed": 9}
     assert _failure_messages(fixed_db, result.job.id) == ["RuntimeError: model refused arc crisis_to_referral"]
 
 
@@ -139,6 +140,17 @@ def test_a_generator_that_computes_rather_than_waits_runs_on_one_thread(fixed_db
     generator = ComputingGenerator(delay_ms=10, probe="computes")  # slow enough to overlap, were there threads
     result = _run(fixed_db, store, generator, JobSettings(concurrent_processing=4), topics=["ignored_401k"])
     assert result.status == "completed" and probe.calls == 24 and probe.peak == 1
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_a_remote_store_gets_the_concurrent_processing_threads(fixed_db, s3_env, workers):
+    """Uploads wait on the network: even a generator that computes gets every thread the bound allows."""
+    PROBES["remote"] = probe = Probe()
+    store = ConversationStore(root="s3://conversation-files")
+    result = _run(fixed_db, store, ComputingGenerator(delay_ms=15, probe="remote"),
+                  JobSettings(concurrent_processing=workers), topics=["ignored_401k"])
+    assert result.status == "completed" and probe.calls == 24 and probe.peak == workers
+    assert assert_job_sound(fixed_db, result.job.id, store) == {"completed": 24}
 
 
 def test_an_interrupted_run_cancels_the_job_then_lets_the_interrupt_through(fixed_db, store):
@@ -191,9 +203,9 @@ class OverflowingGenerator(TemplateGenerator):
         return conversation
 
 
-def test_an_unexpected_error_requeues_the_job_and_the_next_run_resumes_it(fixed_db, store):
+def test_an_unexpected_error_requeues_the_job_and_the_next_run_resumes_it(fixed_db, conversation_store):
     with pytest.raises(psycopg.errors.NumericValueOutOfRange):
-        _run(fixed_db, store, OverflowingGenerator(delay_ms=0))
+        _run(fixed_db, conversation_store, OverflowingGenerator(delay_ms=0))
     with psycopg.connect(fixed_db) as conn:
         job_id, status, processed = conn.execute(
             "SELECT id, status, completed_items FROM batch_jobs WHERE shared_parameters ? 'topics'"
@@ -203,8 +215,8 @@ def test_an_unexpected_error_requeues_the_job_and_the_next_run_resumes_it(fixed_
         ).fetchall())
     assert status == "queued" and "processing" not in left and left["queued"] == 72 - processed
     started = time.monotonic()
-    result = _run(fixed_db, store, TemplateGenerator(delay_ms=0))
+    result = _run(fixed_db, conversation_store, TemplateGenerator(delay_ms=0))
     assert result.job.id == job_id and result.job.resumed and result.job.processed_before == processed
     assert result.status == "completed" and result.processed == 72 - processed
-    assert assert_job_sound(fixed_db, job_id, store) == {"completed": 72}
+    assert assert_job_sound(fixed_db, job_id, conversation_store) == {"completed": 72}
     assert time.monotonic() - started < 10

@@ -6,6 +6,7 @@ Fresh databases are cloned from a template loaded once per session, which is fas
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import urllib.request
@@ -111,6 +112,7 @@ AWS_SECRET_ACCESS_KEY = "s3-S3cr3t/h14b+loopback-9f2e71"
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """The endpoint URL of a real S3 server on loopback (moto's server mode), for the whole session."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request in a failed test's log
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Protocol
@@ -40,7 +39,7 @@ class ObjectStore(Protocol):
     def get(self, key: str) -> bytes: ...  # FileNotFoundError when absent
     def exists(self, key: str) -> bool: ...
     def keys_under(self, folder: str) -> list[str]: ...  # every key under `folder/`
-    def delete(self, keys: list[str]) -> None: ...
+    def delete(self, keys: list[str]) -> None: ...  # absent keys are no error
 
 
 class ConversationStore(dg.ConfigurableResource):
@@ -89,12 +88,16 @@ class ConversationStore(dg.ConfigurableResource):
         """Every key under `folder`, sorted."""
         return sorted(self.objects().keys_under(_checked(folder)))
 
+    def delete(self, keys: list[str]) -> None:
+        """Remove the objects (absent ones are no error)."""
+        if keys:
+            self.objects().delete([_checked(k) for k in keys])
+
     def prune(self, folder: str, keep: set[str]) -> int:
         """Remove every object under `folder` that is not in `keep` or beside one; returns how many."""
         kept = set(keep) | {k + RAW_SUFFIX for k in keep}
         orphans = [k for k in self.objects().keys_under(_checked(folder)) if k not in kept]
-        if orphans:
-            self.objects().delete(orphans)
+        self.delete(orphans)
         return len(orphans)
 
     def root_path(self) -> Path:
@@ -176,7 +179,7 @@ class LocalFolder:
         return [os.path.relpath(os.path.join(directory, name), self._root)
                 for directory, _, files in os.walk(top) for name in files]
 
-    def delete(self, keys: Iterable[str]) -> None:
+    def delete(self, keys: list[str]) -> None:
         """Remove the files, then each folder they leave empty (up to the root)."""
         folders = set()
         for key in keys:

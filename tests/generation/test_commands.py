@@ -96,7 +96,7 @@ def test_run_with_an_s3_store_puts_every_conversation_in_the_bucket(legacy_db, c
     assert len(paths) == 72 and keys == paths  # one object per completed item, at its row's file_path
 
     missing = sorted(paths)[0]  # verification opens the objects through the store
-    store.objects().delete([missing])
+    store.delete([missing])
     with psycopg.connect(legacy_db) as conn:
         verdict = verify_topics(conn, CONTRACT, TOPICS.split(","), store, set()).verdicts[
             "completed_items_have_conversations"]

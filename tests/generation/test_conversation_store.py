@@ -25,6 +25,8 @@ def test_objects_round_trip_by_key(conversation_store):
     assert store.keys_under("owner") == ["owner/conv-1/conversation.json", "owner/conv-1/conversation.json.raw"]
     with pytest.raises(FileNotFoundError):
         store.read("owner/conv-2/conversation.json")
+    store.delete(["owner/conv-1/conversation.json.raw", "owner/conv-2/conversation.json"])  # one was never there
+    assert store.keys_under("owner") == ["owner/conv-1/conversation.json"]
 
 
 def test_store_names_its_bucket_and_says_whether_it_is_remote(conversation_store, tmp_path):

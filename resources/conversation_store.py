@@ -125,7 +125,7 @@ def _folder(location: str) -> LocalFolder:
 
 def _checked(key: str) -> str:
     """`key` if it stays inside the store: relative, no `..`, no backslash."""
-    if not key or key.startswith("/") or "\\" in key or ".." in key.split("/") or os.path.normpath(key) == ".":
+    if not key.strip("./") or key.startswith("/") or "\\" in key or ".." in key.split("/"):
         raise ValueError(f"{key!r} is not a path inside the conversation store")
     return key
 

@@ -2,9 +2,9 @@
 
 The calling thread claims items and records outcomes on one connection; a pool of
 `concurrent_processing` threads generates conversations and stores their files (one thread when
-the generator computes and the store is a local folder, nothing to wait on: more would only contend for the GIL). Each file is
-stored before the transaction that inserts its conversation and completes its
-item, so a completed item always has its row and its file. A file whose transaction never
+the generator computes and the store is a local folder: with nothing to wait on, more would only
+contend for the GIL). Each file is stored before the transaction that inserts its conversation and
+completes its item, so a completed item always has its row and its file. A file whose transaction never
 committed (the process died in between) is rewritten when its item is retried, and removed by
 the prune that ends the run resuming the job. Outcomes are committed together every COMMIT_EVERY_S,
 so commits grow with throughput instead of costing a transaction per item.

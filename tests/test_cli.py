@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.cli import main
 
-FIELDS = {"table", "column", "kind", "severity", "expected", "actual", "allowed", "rejected"}
+FIELDS = {"table", "column", "kind", "severity", "expected", "actual", "allowed", "rejected", "columns"}
 
 
 def bulkgen(*args: str) -> subprocess.CompletedProcess:

@@ -85,9 +85,14 @@ class S3Bucket:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _names(self, prefix: str) -> Iterator[str]:
-        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            for entry in page.get("Contents", []):
-                yield entry["Key"]
+        """Every object name under `prefix`; none in a bucket that does not exist (as in a missing folder)."""
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for entry in page.get("Contents", []):
+                    yield entry["Key"]
+        except ClientError as exc:
+            if _code(exc) != "NoSuchBucket":
+                raise
 
 
 @cache

@@ -153,6 +153,17 @@ def test_a_remote_store_gets_the_concurrent_processing_threads(fixed_db, s3_env,
     assert assert_job_sound(fixed_db, result.job.id, store) == {"completed": 24}
 
 
+def test_an_upload_the_bucket_refuses_fails_its_item_with_the_servers_reason(fixed_db, s3_env):
+    store = ConversationStore(root="s3://no-such-bucket")
+    result = _run(fixed_db, store, TemplateGenerator(delay_ms=0), topics=["ignored_401k"])
+    assert (result.status, result.succeeded, result.failed) == ("failed", 0, 24)  # every item tried, none stored
+    assert assert_job_sound(fixed_db, result.job.id, store) == {"failed": 24}
+    (message,) = _failure_messages(fixed_db, result.job.id)
+    assert message == ("NoSuchBucket: An error occurred (NoSuchBucket) when calling the PutObject operation: "
+                       "The specified bucket does not exist")
+    assert s3_env["AWS_SECRET_ACCESS_KEY"] not in message and s3_env["AWS_ACCESS_KEY_ID"] not in message
+
+
 def test_an_interrupted_run_cancels_the_job_then_lets_the_interrupt_through(fixed_db, store):
     PROBES["interrupt"] = Probe(interrupt_after=6)
     with psycopg.connect(fixed_db, autocommit=True) as conn, pytest.raises(KeyboardInterrupt):

@@ -20,7 +20,7 @@ import psycopg
 
 from assets.audit.contract import DEFAULT_CONTRACT, ContractError, load_contract
 from assets.audit.findings import findings_markdown, run_audit, severity_counts
-from pipelines.demo import DemoDatabaseError, load_demo_database
+from pipelines.demo import DEMO_OWNER, DEMO_OWNER_NAME, DemoDatabaseError, load_demo_database
 from pipelines.one_line import one_line
 from resources.database import DatabaseUnavailable, TargetDatabase, scrub
 from resources.embedded import PROJECT_ROOT
@@ -86,8 +86,9 @@ def _generation_run(args: argparse.Namespace, database: TargetDatabase, job_name
     settings = _generator_settings(args)
     _dagster_home()
     with dg.DagsterInstance.get() as instance:
+        owner = _owner(database, args.owner)
         tags = _topic_range(instance, database, requested, gate_first=gate_first)
-        result = _execute(instance, job_name, args.generator, tags=tags, settings=settings)
+        result = _execute(instance, job_name, args.generator, tags=tags, settings=settings, owner=owner)
     print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}): {job_name}")
     materializations = result.asset_materializations_for_node("topic_conversations")
     if not result.success or not materializations:
@@ -117,6 +118,18 @@ def _generator_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
+def _owner(database: TargetDatabase, owner: str | None) -> str:
+    """The run's owner (--owner, else $BULKGEN_OWNER), refused before anything runs when it cannot be written."""
+    from assets.audit.asset import CONTRACT
+    from assets.generation.owner import OwnerRefused, default_owner, ensure_owner
+
+    with database.connection(autocommit=True) as conn:
+        try:
+            return str(ensure_owner(conn, CONTRACT, owner or default_owner()))
+        except OwnerRefused as exc:
+            raise CannotRun(str(exc)) from None
+
+
 def _topic_range(instance, database: TargetDatabase, requested: list[str] | None, *, gate_first: bool) -> dict:
     """Run tags for one partition range over the selected active topics (None: all); refusals raise CannotRun."""
     from assets.audit.asset import CONTRACT
@@ -138,7 +151,8 @@ def _topic_range(instance, database: TargetDatabase, requested: list[str] | None
     return {"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end}
 
 
-def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], settings: dict | None = None):
+def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], owner: str,
+             settings: dict | None = None):
     from pipelines.definitions import defs
     from resources.database import target_database
 
@@ -147,7 +161,8 @@ def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], s
         tags=tags,
         resources={"database": target_database(), "generator": GENERATORS[generator](**(settings or {}))},
         # A failed step's error is printed on one line by the caller; its stack trace stays in the run's event log.
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                    "ops": {"topic_conversations": {"config": {"owner": owner}}}},
         raise_on_error=False,
     )
 
@@ -195,15 +210,17 @@ def migrate(args: argparse.Namespace, database: TargetDatabase) -> int:
     """Fix the value-set constraints the audit finds refusing code values (or, with --dry-run, only plan)."""
     from assets.migration.execute import MigrationFailed, operator, outcome_text
     from assets.migration.execute import migrate as run_migration
-    from assets.migration.plan import MissingPrivileges, PlanError
+    from assets.migration.plan import MigrationSettings, MissingPrivileges, PlanError
 
     contract = load_contract(args.contract)
     with database.connection(autocommit=True) as conn:
         try:
-            outcome = run_migration(conn, contract, dry_run=args.dry_run, applied_by=operator("bulkgen migrate"))
+            outcome = run_migration(conn, contract, MigrationSettings(allow_shared_domain=args.allow_shared_domain),
+                                    dry_run=args.dry_run, applied_by=operator("bulkgen migrate"))
         except MissingPrivileges as exc:
             raise CannotRun(f"migration not run: {exc}") from None
         except PlanError as exc:
+            print(getattr(exc, "sql", ""), end="")  # the SQL a person would run instead, when there is one
             print(f"bulkgen: migration not run: {one_line(str(exc))}", file=sys.stderr)
             return EXIT_FINDINGS
         except MigrationFailed as exc:
@@ -228,9 +245,10 @@ def demo(args: argparse.Namespace, database: TargetDatabase) -> int:
     with database.connection() as conn:
         counts = load_demo_database(conn)
     print(f"== demo database: {database.display_name()}\n   loaded {counts}")
+    print(f"   owner: {DEMO_OWNER} (user_profiles: {DEMO_OWNER_NAME}), the app user the conversations are for")
     with dg.DagsterInstance.get() as instance:
         tags = _topic_range(instance, database, None, gate_first=False)
-        result = _execute(instance, "chain_job", "template", tags=tags)
+        result = _execute(instance, "chain_job", "template", tags=tags, owner=DEMO_OWNER)
     print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}), DAGSTER_HOME={home}")
     for mat in result.asset_materializations_for_node("schema_audit"):
         print(f"\n-- schema_audit\n{mat.metadata['findings'].value}")
@@ -247,12 +265,32 @@ def demo(args: argparse.Namespace, database: TargetDatabase) -> int:
     for mat in result.asset_materializations_for_node("topic_conversations")[:1]:
         with database.connection() as conn:
             print(f"\n-- topic_conversations\n{_batch_summary(conn, mat.metadata['batch_job_id'].value)}")
+            print(_first_training_pair(conn, mat.metadata['batch_job_id'].value))
     if verification:
         print(f"\n-- generation_verification\n{_verification_summary(verification)}")
     print("\nBrowse the runs with: .venv/bin/dagster dev  (DAGSTER_HOME=.dagster_home)")
     if not result.success:
         return EXIT_CANNOT_RUN
     return EXIT_OK if all(e.passed for e in verification) else EXIT_FINDINGS
+
+
+def _first_training_pair(conn: psycopg.Connection, job_id: str) -> str:
+    """The job's first conversation as the app stores it: its row, its file's key and first training pair."""
+    from resources.conversation_store import ConversationStore
+
+    row = conn.execute(
+        "SELECT c.status, c.created_by, c.storage_bucket, c.file_path FROM batch_items b"
+        "  JOIN conversations c ON c.id = b.conversation_id WHERE b.batch_job_id = %s ORDER BY b.position LIMIT 1",
+        [job_id],
+    ).fetchone()
+    if row is None:
+        return "   no conversation written"
+    status, owner, bucket, key = row
+    pair = ConversationStore().read(key)["training_pairs"][0]
+    shown = {k: pair[k] for k in ("id", "turn_number", "current_user_input", "emotional_context", "target_response")}
+    return (f"   first conversation: status {status}, created_by {owner}, {bucket}/{key}\n"
+            f"   its first training pair:\n"
+            + "\n".join(f"     {line}" for line in json.dumps(shown, indent=2, ensure_ascii=False).splitlines()))
 
 
 def _verification_summary(evaluations) -> str:
@@ -299,6 +337,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--dry-run", action="store_true", help="only show the plan and its SQL; write nothing")
     sub.add_argument("--format", choices=["text", "sql", "json"], default="text",
                      help="sql: exactly the SQL that runs (or would, with --dry-run)")
+    sub.add_argument("--allow-shared-domain", action="store_true",
+                     help="replace a domain's constraint even when columns outside the contract use the domain")
     command("demo", demo, "Load the demo database and materialize every asset through Dagster.")
     for name, handler, help_text in [
         ("generate", generate, "Generate conversations for the selected topics (the generation asset only)."),
@@ -308,6 +348,8 @@ def _parser() -> argparse.ArgumentParser:
         selection = sub.add_mutually_exclusive_group(required=True)
         selection.add_argument("--topics", help="comma-separated topic keys")
         selection.add_argument("--all", action="store_true", help="every active training topic")
+        sub.add_argument("--owner", metavar="UUID",
+                         help="the app user the conversations are for (default: $BULKGEN_OWNER); written to created_by")
         sub.add_argument("--generator", choices=sorted(GENERATORS), default="template",
                          help="conversation generator; anthropic reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL")
         llm = sub.add_argument_group("the anthropic generator")

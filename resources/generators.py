@@ -56,7 +56,8 @@ class Usage:
 
 @dataclass(frozen=True)
 class GeneratedConversation:
-    """Turns as [{role, content}], user first; `raw` is a model's raw response, kept beside the file;
+    """Turns as [{role, content}], user first (a user turn may name the persona's `emotion`, an assistant
+    turn the coach's `strategy`); `raw` is a model's raw response, kept beside the file;
     `usage` is what a metered generator was billed for it, every attempt included (None: nothing billed)."""
 
     turns: list[dict[str, str]]
@@ -181,7 +182,9 @@ def _template_turns(rng: random.Random, persona: Mapping, arc: Mapping, topic: M
             user = (f"{rng.choice(_CLOSINGS)} So my next step is to pick one option and act on it this week?")
             assistant = (f"Exactly, {first_name}. {_sentence(phrase)} From {start} to {end}: you worked through "
                          f"{topic_name.lower()} one decision at a time, and that is how to keep going.")
-        turns += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        # The persona's emotion where the template knows it: the arc's start, then its end.
+        emotion = {"emotion": start} if i == 0 else {"emotion": end} if i == exchanges - 1 else {}
+        turns += [{"role": "user", "content": user, **emotion}, {"role": "assistant", "content": assistant}]
     return turns
 
 

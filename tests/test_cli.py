@@ -128,7 +128,7 @@ def test_audit_json_is_exact_on_a_redrawn_schema(legacy_db, capsys, monkeypatch)
             assert reported.get((table, column), set()) == refused, (table, column)
     assert reported[("batch_jobs", "status")] == {"processing", "paused"}
     assert reported[("batch_items", "status")] == {"processing", "cancelled"}  # varchar(9), NOT IN
-    assert reported[("conversations", "status")] == {"generated"}
+    assert reported[("conversations", "status")] == {"pending_review"}
     assert reported[("conversations", "tier")] == {"scenario"}
     missing = [(f["table"], f["column"], f["severity"]) for f in findings if f["kind"] == "missing_column"]
     assert missing == [("batch_items", "error_message", "error")]

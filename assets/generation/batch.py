@@ -17,21 +17,24 @@ one. Counters only change as `SET n = n + k`, in the transaction that moves the 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_loads
 
+from assets.generation.owner import default_owner, owner_columns, parse_owner
 from assets.generation.scaffolding import BASE_TIER, EDGE_TIER, Scaffolding, item_tier
 from pipelines.partitions import topic_partition_key
 from resources.generators import Usage
 
 JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
 ITEM_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
-CONVERSATION_STATUS = "generated"
+CONVERSATION_STATUS = "pending_review"  # the app's review queue lists these
+PROCESSING_STATUS = "completed"  # what the app's own generator writes once the file is stored
 RESUME_LOCK_WAIT = "5s"  # how long a resumed job waits for a killed session's lock to go
 
 
@@ -44,6 +47,8 @@ class JobSettings:
     concurrent_processing: int = 3
     error_handling: str = "continue"  # or "stop"
     priority: str = "normal"
+    owner: str | UUID | None = None  # the app user the batch is for; None: $BULKGEN_OWNER
+    conversation_status: str = CONVERSATION_STATUS
 
     def __post_init__(self):
         if self.concurrent_processing < 1:
@@ -62,7 +67,8 @@ def written_values(settings: JobSettings) -> dict[tuple[str, str], tuple[str, ..
         ("batch_jobs", "error_handling"): (settings.error_handling,),
         ("batch_items", "status"): ITEM_STATUSES,
         ("batch_items", "tier"): tiers,
-        ("conversations", "status"): (CONVERSATION_STATUS,),
+        ("conversations", "status"): (settings.conversation_status,),
+        ("conversations", "processing_status"): (PROCESSING_STATUS,),
         ("conversations", "tier"): tiers,
     }
 
@@ -89,20 +95,73 @@ class Item:
 
 @dataclass(frozen=True)
 class ConversationRow:
-    """What a successful item writes into `conversations` (its file is already stored)."""
+    """What a successful item writes into `conversations` (its file is already stored), by column name."""
 
     id: UUID
     conversation_id: str
+    conversation_name: str
     persona_id: UUID
-    arc_id: UUID
-    topic_id: UUID
+    emotional_arc_id: UUID
+    training_topic_id: UUID
+    persona_key: str
+    emotional_arc_key: str
+    topic_key: str
     tier: str
     parameters: dict
     turn_count: int
     total_tokens: int
     quality_score: float | None
+    starting_emotion: str | None
+    ending_emotion: str | None
     file_path: str
     file_size: int
+
+
+# Each column a conversation row fills, with its type in the rows' JSON document.
+_ROW_COLUMNS = {
+    "id": "uuid", "conversation_id": "text", "conversation_name": "text", "persona_id": "uuid",
+    "emotional_arc_id": "uuid", "training_topic_id": "uuid", "persona_key": "text", "emotional_arc_key": "text",
+    "topic_key": "text", "tier": "text", "parameters": "jsonb", "turn_count": "int", "total_tokens": "int",
+    "quality_score": "numeric", "starting_emotion": "text", "ending_emotion": "text", "file_path": "text",
+    "file_size": "bigint",
+}
+
+
+@dataclass(frozen=True)
+class ConversationInsert:
+    """The INSERT of a job's conversations, over the columns the live table has (optional ones may be missing).
+
+    Besides each row's own values, every row of a job gets its status, `processing_status`, the store's
+    bucket, the owner in each owner column, and `is_active`, as the app's own generator writes them.
+    """
+
+    statement: sql.Composed
+    job_values: tuple
+
+    @classmethod
+    def for_table(cls, conn: psycopg.Connection, *, owner: UUID, status: str, bucket: str) -> ConversationInsert:
+        live = live_columns(conn, "conversations")
+        per_job = {"status": status, "processing_status": PROCESSING_STATUS, "storage_bucket": bucket,
+                   "is_active": True} | dict.fromkeys(owner_columns("conversations"), owner)
+        per_job = {c: v for c, v in per_job.items() if c in live}
+        per_row = [c for c in _ROW_COLUMNS if c in live]
+        statement = sql.SQL("INSERT INTO conversations ({columns}) SELECT {values}"
+                            " FROM jsonb_to_recordset(%s::jsonb) AS c({record})").format(
+            columns=sql.SQL(", ").join(map(sql.Identifier, [*per_row, *per_job])),
+            values=sql.SQL(", ").join([*(sql.Identifier("c", c) for c in per_row), *[sql.Placeholder()] * len(per_job)]),
+            record=sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_ROW_COLUMNS[c]))
+                                      for c in per_row),
+        )
+        return cls(statement, tuple(per_job.values()))
+
+
+def live_columns(conn: psycopg.Connection, table: str) -> set[str]:
+    """The columns `table` (as the search path finds it) has."""
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        [table],
+    ).fetchall()
+    return {name for (name,) in rows}
 
 
 @dataclass(frozen=True)
@@ -116,10 +175,12 @@ class Outcome:
 def open_job(
     conn: psycopg.Connection, scaffolding: Scaffolding, settings: JobSettings, *, label: str, generator: str
 ) -> BatchJob:
-    """Resume the unfinished job for exactly these topics, or create it `queued` with its items.
+    """Resume the unfinished job of `settings.owner` for exactly these topics, or create it `queued` with its items.
 
     Either way this session then holds the job's advisory lock until `unlock_job` (or its end).
     """
+    owner = parse_owner(settings.owner or default_owner())
+    settings = replace(settings, owner=owner)
     topic_keys = sorted(t["topic_key"] for t in scaffolding.topics)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"bulkgen.topics:{topic_keys}"])
@@ -128,8 +189,8 @@ def open_job(
                 "SELECT id, name, total_items, completed_items, failed_items, concurrent_processing, error_handling,"
                 "       priority FROM batch_jobs"
                 " WHERE job_type = 'generation' AND status IN ('queued', 'processing')"
-                "   AND shared_parameters -> 'topics' = %s ORDER BY created_at LIMIT 1",
-                [Jsonb(topic_keys)],
+                "   AND shared_parameters -> 'topics' = %s AND created_by = %s ORDER BY created_at LIMIT 1",
+                [Jsonb(topic_keys), owner],
             ).fetchone()
         if row:
             _lock_job(conn, row["id"], wait=RESUME_LOCK_WAIT)
@@ -146,7 +207,8 @@ def open_job(
             return BatchJob(
                 id=row["id"], name=row["name"], total_items=row["total_items"], resumed=True,
                 processed_before=row["completed_items"], failed_before=row["failed_items"],
-                settings=JobSettings(row["concurrent_processing"], row["error_handling"], row["priority"]),
+                settings=JobSettings(row["concurrent_processing"], row["error_handling"], row["priority"],
+                                     owner=owner, conversation_status=settings.conversation_status),
             )
         job = _create_job(conn, scaffolding, settings, topic_keys, label=label, generator=generator)
         _lock_job(conn, job.id, wait=None)
@@ -167,12 +229,14 @@ def _create_job(conn, scaffolding: Scaffolding, settings: JobSettings, topic_key
         "generator": generator,
         "run": label,
     }
+    owned = [c for c in owner_columns("batch_jobs") if c in live_columns(conn, "batch_jobs")]
     (job_id,) = conn.execute(
-        "INSERT INTO batch_jobs (name, job_type, status, priority, total_items, tier, shared_parameters,"
-        "                        concurrent_processing, error_handling)"
-        " VALUES (%s, 'generation', 'queued', %s, %s, %s, %s, %s, %s) RETURNING id",
+        sql.SQL("INSERT INTO batch_jobs (name, job_type, status, priority, total_items, tier, shared_parameters,"
+                " concurrent_processing, error_handling, {owned})"
+                " VALUES (%s, 'generation', 'queued', %s, %s, %s, %s, %s, %s, {owners}) RETURNING id").format(
+            owned=sql.SQL(", ").join(map(sql.Identifier, owned)), owners=sql.SQL(", ").join([sql.Placeholder()] * len(owned))),
         [name, settings.priority, len(triples), tiers.pop() if len(tiers) == 1 else None, Jsonb(shared),
-         settings.concurrent_processing, settings.error_handling],
+         settings.concurrent_processing, settings.error_handling, *[settings.owner] * len(owned)],
     ).fetchone()
     with conn.cursor() as cur, cur.copy(
         "COPY batch_items (batch_job_id, position, topic, tier, parameters, status, progress) FROM STDIN"
@@ -237,16 +301,6 @@ def claim_items(conn: psycopg.Connection, job_id: UUID, limit: int, estimated_ti
     return sorted(itertools.starmap(Item, rows), key=lambda i: i.position)
 
 
-_INSERT_CONVERSATIONS = """
-INSERT INTO conversations (id, conversation_id, persona_id, emotional_arc_id, training_topic_id, tier, status,
-                           parameters, turn_count, total_tokens, quality_score, file_path, file_size)
-SELECT c.id, c.conversation_id, c.persona_id, c.arc_id, c.topic_id, c.tier, %s, c.parameters,
-       c.turn_count, c.total_tokens, c.quality_score, c.file_path, c.file_size
-  FROM jsonb_to_recordset(%s::jsonb)
-       AS c(id uuid, conversation_id text, persona_id uuid, arc_id uuid, topic_id uuid, tier text, parameters jsonb,
-            turn_count int, total_tokens int, quality_score numeric, file_path text, file_size bigint)
-"""
-
 _COMPLETE = (
     "UPDATE batch_items AS b SET status = 'completed', progress = 100, conversation_id = u.conversation,"
     " error_message = NULL, estimated_time = NULL, updated_at = now()"
@@ -275,7 +329,8 @@ UPDATE batch_jobs
 
 
 def record_outcomes(
-    conn: psycopg.Connection, job_id: UUID, outcomes: list[Outcome], seconds_per_item: float | None
+    conn: psycopg.Connection, job_id: UUID, outcomes: list[Outcome], seconds_per_item: float | None,
+    insert: ConversationInsert,
 ) -> None:
     """In one transaction: the conversations, the items' completion or failure, and the job's counters.
 
@@ -290,7 +345,7 @@ def record_outcomes(
     with conn.pipeline() as pipeline, conn.transaction():  # one round trip for the statements
         moved = []  # each UPDATE that moves items, with how many it must move
         if done:
-            conn.execute(_INSERT_CONVERSATIONS, [CONVERSATION_STATUS, orjson.dumps(rows).decode()])
+            conn.execute(insert.statement, [*insert.job_values, orjson.dumps(rows).decode()])
             # Linking an item checks its conversation_id foreign key, one lookup per row through a plan the
             # session caches. Planned generically while `conversations` was still small (a new application's
             # first batch), it stays a sequential scan as the table grows: quadratic over a large batch. Set
@@ -321,16 +376,18 @@ def finish_job(conn: psycopg.Connection, job_id: UUID, *, stopped: bool, cancell
                 " WHERE batch_job_id = %s AND status IN ('queued', 'processing')",
                 [job_id],
             )
+        # Decided here under the row's lock and sent as a parameter: the column may be an enum type, which
+        # accepts an untyped parameter but not the text a CASE of literals makes.
+        row = conn.execute("SELECT successful_items FROM batch_jobs WHERE id = %s FOR UPDATE", [job_id]).fetchone()
+        final = "cancelled" if cancelled else "failed" if stopped or not (row and row[0]) else "completed"
         (status,) = conn.execute(
             "WITH final AS ("
-            " UPDATE batch_jobs SET status = CASE WHEN %(cancelled)s THEN 'cancelled'"
-            "                                    WHEN %(stopped)s OR successful_items = 0 THEN 'failed'"
-            "                                    ELSE 'completed' END,"
+            " UPDATE batch_jobs SET status = %(final)s,"
             "       completed_at = now(), estimated_time_remaining = 0, updated_at = now()"
             " WHERE id = %(job)s AND status IN ('queued', 'processing') RETURNING status)"
             " SELECT status FROM final UNION ALL SELECT status FROM batch_jobs WHERE id = %(job)s"
             "   AND NOT EXISTS (SELECT FROM final)",
-            {"cancelled": cancelled, "stopped": stopped, "job": job_id},
+            {"final": final, "job": job_id},
         ).fetchone()
     return status
 
@@ -378,14 +435,12 @@ def release_run_jobs(conn: psycopg.Connection, label: str, *, cancelled: bool) -
     return released
 
 
-def conversation_files(conn: psycopg.Connection, job_id: UUID) -> set[str]:
-    """The file of every conversation the job's items point at."""
+def unlinked_items(conn: psycopg.Connection, job_id: UUID) -> list[UUID]:
+    """The job's items that point at no conversation: a file stored for one of them is an orphan."""
     rows = conn.execute(
-        "SELECT c.file_path FROM batch_items b JOIN conversations c ON c.id = b.conversation_id"
-        " WHERE b.batch_job_id = %s",
-        [job_id],
+        "SELECT id FROM batch_items WHERE batch_job_id = %s AND conversation_id IS NULL", [job_id]
     ).fetchall()
-    return {path for (path,) in rows}
+    return [item for (item,) in rows]
 
 
 def job_summary(conn: psycopg.Connection, job_id: UUID) -> dict:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dagster as dg
 import psycopg
-from psycopg import sql
 
 from assets.audit.catalog import read_catalog
 from assets.audit.contract import Contract
 from assets.audit.verdicts import judge_value_set
 from assets.migration.asset import accepts_code_statuses, batch_jobs_status_constraint
+from assets.privileges import lacking_privileges
 
 FIX_ASSET = batch_jobs_status_constraint.key
 (FIX_CHECK,) = accepts_code_statuses.check_keys
@@ -72,9 +72,7 @@ def privilege_refusals(conn: psycopg.Connection, schema: str, tables: list[str])
     """One line per table on which the current role lacks a privilege generation uses, naming them."""
     problems = []
     for table in tables:
-        name = sql.Identifier(schema, table).as_string(conn)
-        lacking = [p for p in PRIVILEGES[table].split(", ")
-                   if not conn.execute("SELECT has_table_privilege(%s::regclass, %s)", [name, p]).fetchone()[0]]
+        lacking = lacking_privileges(conn, schema, table, PRIVILEGES[table].split(", "))
         if lacking:
             (user,) = conn.execute("SELECT current_user").fetchone()
             problems.append(f"role {user} lacks {', '.join(lacking)} on {schema}.{table}")

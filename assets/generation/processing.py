@@ -31,12 +31,12 @@ import psycopg
 
 from assets.generation.batch import (
     BatchJob,
+    ConversationInsert,
     ConversationRow,
     Item,
     JobSettings,
     Outcome,
     claim_items,
-    conversation_files,
     finish_job,
     job_summary,
     open_job,
@@ -44,11 +44,17 @@ from assets.generation.batch import (
     record_outcomes,
     requeue_job,
     start_job,
+    unlinked_items,
     unlock_job,
+)
+from assets.generation.conversation_file import (
+    conversation_document,
+    conversation_folder,
+    file_key,
+    validate_document,
 )
 from assets.generation.faults import fault_point
 from assets.generation.scaffolding import JobRows, load_job_rows, load_scaffolding
-from pipelines.partitions import topic_partition_key
 from resources.conversation_store import ConversationStore
 from resources.generators import (
     ConversationGenerator,
@@ -96,7 +102,8 @@ def generate_conversations(
 ) -> GenerationResult:
     """Create (or resume) the batch job for `topic_keys` and process it to a final status.
 
-    `conn` must be in autocommit mode: every step commits on its own. The gate is the caller's.
+    `conn` must be in autocommit mode: every step commits on its own. The gate (and the owner's check
+    against the users table) is the caller's; the owner is `settings.owner`, unset: $BULKGEN_OWNER.
     """
     if not conn.autocommit:
         raise ValueError("generation needs an autocommit connection: each step commits on its own")
@@ -124,7 +131,9 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
         halt.set()
     waits = generator.waits or store.remote  # on the network: threads overlap the waits
     workers = _Workers(job.settings.concurrent_processing if waits else 1,  # a bound, not a quota
-                       _Producer(job.id, rows, generator, store, halt, stop_on_failure))
+                       _Producer(job, rows, generator, store, halt, stop_on_failure))
+    insert = ConversationInsert.for_table(conn, owner=job.settings.owner, status=job.settings.conversation_status,
+                                          bucket=store.bucket)
     interrupt, exhausted = None, False
     in_flight = processed = succeeded = 0  # in flight: handed to the workers, outcome not yet back
     usage = Usage()
@@ -155,7 +164,7 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
                 if outcomes:
                     processed += len(outcomes)
                     usage = sum((o.usage for o in outcomes if o.usage is not None), usage)
-                    record_outcomes(conn, job.id, outcomes, (time.monotonic() - started) / processed)
+                    record_outcomes(conn, job.id, outcomes, (time.monotonic() - started) / processed, insert)
                     fault_point("recorded")
                     ok = [o for o in outcomes if o.conversation is not None]
                     succeeded += len(ok)
@@ -180,8 +189,9 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     fault_point("finishing")
     # A file no row points at comes only from a run that died after writing it (its job is then resumed) or
     # from a write that failed half way (its item failed); otherwise every file written has its row.
-    if job.resumed or processed > succeeded:
-        store.prune(str(job.id), conversation_files(conn, job.id))  # before the job is final: a kill after leaves none
+    if job.resumed or processed > succeeded:  # before the job is final: a kill after leaves no orphan
+        for item in unlinked_items(conn, job.id):  # an item's folder holds its file and the model's raw response
+            store.prune(conversation_folder(job.settings.owner, conversation_of(item)), set())
     status = finish_job(conn, job.id, stopped=stopped, cancelled=interrupt is not None)
     fault_point("finished")
     if interrupt is not None:
@@ -296,21 +306,14 @@ class _Workers:
 
 
 class _Producer:
-    """Generates one item's conversation and stores its file; an error fails that item (and halts under 'stop').
+    """Generates one item's conversation, checks its file against the app's schema and stores it; an error fails
+    that item (and halts under 'stop')."""
 
-    What each file repeats from the job's rows is made once, here, rather than for every item.
-    """
-
-    def __init__(self, job_id: UUID, rows: JobRows, generator: ConversationGenerator, store: ConversationStore,
+    def __init__(self, job: BatchJob, rows: JobRows, generator: ConversationGenerator, store: ConversationStore,
                  halt: threading.Event, stop_on_failure: bool):
-        self.job_id = str(job_id)
+        self.job_id, self.owner = str(job.id), job.settings.owner
         self.rows, self.generator, self.store = rows, generator, store
         self.halt, self.stop_on_failure = halt, stop_on_failure
-        # Each row as the files show it.
-        self.personas = {k: _pick(r, "id", "persona_key", "name", "archetype") for k, r in rows.personas.items()}
-        self.arcs = {k: _pick(r, "id", "arc_key", "name", "starting_emotion", "ending_emotion")
-                     for k, r in rows.arcs.items()}
-        self.topics = {k: _pick(r, "id", "topic_key", "name", "category") for k, r in rows.topics.items()}
 
     def __call__(self, item: Item) -> Outcome | None:
         """None when the job halted before the item started: it stays claimed until the job cancels it."""
@@ -322,45 +325,49 @@ class _Producer:
             request = _request(item, self.rows)
             generated = self.generator.generate(request)
             _check_turns(generated)
-            conversation_id = uuid5(CONVERSATION_NAMESPACE, str(item.id))
-            path = (f"{self.job_id}/{item.position:05d}-{topic_partition_key(p['topic_key'])}"
-                    f"-{topic_partition_key(p['persona_key'])}-{topic_partition_key(p['arc_key'])}.json")
-            document = {
-                "conversation_id": f"conv-{conversation_id}",
-                "batch_job_id": self.job_id,
-                "batch_item_id": str(item.id),
-                "generator": self.generator.name,
-                "tier": item.tier,
-                "persona": self.personas[p["persona_id"]],
-                "arc": self.arcs[p["arc_id"]],
-                "topic": self.topics[p["topic_id"]],
-                "turn_count": generated.turn_count,
-                "total_tokens": generated.total_tokens,
-                "turns": generated.turns,
-            }
-            size = self.store.write(path, document, raw=generated.raw)
+            conversation_id = conversation_of(item.id)
+            document = conversation_document(
+                conversation_id=str(conversation_id), persona=request.persona, arc=request.arc, topic=request.topic,
+                tier=item.tier, turns=generated.turns, generator=self.generator.name,
+                quality_score=generated.quality_score,
+            )
+            validate_document(document)
+            key = file_key(self.owner, conversation_id)
+            size = self.store.write(key, document, raw=generated.raw)
             fault_point("written")  # the file is stored, its item not yet completed
         except Exception as exc:
             if self.stop_on_failure:
                 self.halt.set()
             billed = exc.usage if isinstance(exc, GenerationError) else generated.usage if generated else None
             return Outcome(item, error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR], usage=billed)
+        arc = request.arc
         return Outcome(item, ConversationRow(
             id=conversation_id,
-            conversation_id=document["conversation_id"],
+            conversation_id=str(conversation_id),
+            conversation_name=document["dataset_metadata"]["dataset_name"],
             persona_id=request.persona["id"],
-            arc_id=request.arc["id"],
-            topic_id=request.topic["id"],
+            emotional_arc_id=arc["id"],
+            training_topic_id=request.topic["id"],
+            persona_key=p["persona_key"],
+            emotional_arc_key=p["arc_key"],
+            topic_key=p["topic_key"],
             tier=item.tier,
             parameters={"topic_key": p["topic_key"], "persona_key": p["persona_key"], "arc_key": p["arc_key"],
-                        "batch_job_id": self.job_id, "batch_item_id": document["batch_item_id"],
+                        "batch_job_id": self.job_id, "batch_item_id": str(item.id),
                         "generator": self.generator.name},
             turn_count=generated.turn_count,
             total_tokens=generated.total_tokens,
             quality_score=generated.quality_score,
-            file_path=path,
+            starting_emotion=arc.get("starting_emotion"),
+            ending_emotion=arc.get("ending_emotion"),
+            file_path=key,
             file_size=size,
         ), usage=generated.usage)
+
+
+def conversation_of(item_id: UUID) -> UUID:
+    """An item's conversation id, stable across retries: a rewritten file replaces the same key."""
+    return uuid5(CONVERSATION_NAMESPACE, str(item_id))
 
 
 def _request(item: Item, rows: JobRows) -> ConversationRequest:
@@ -378,8 +385,3 @@ def _check_turns(generated: GeneratedConversation) -> None:
     expected = ["user" if i % 2 == 0 else "assistant" for i in range(len(roles))]
     if not roles or roles != expected or not all(str(t.get("content") or "").strip() for t in generated.turns):
         raise ValueError("the generator returned no conversation or turns that do not alternate user/assistant")
-
-
-def _pick(row: dict, *columns: str) -> dict:
-    """The named columns the row has, JSON-ready (ids as text)."""
-    return {c: str(row[c]) if c == "id" else row[c] for c in columns if c in row}

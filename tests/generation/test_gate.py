@@ -7,6 +7,7 @@ import pytest
 from assets.audit.asset import CONTRACT
 from assets.generation.batch import JobSettings, written_values
 from assets.generation.gate import FIX_ASSET, GateClosed, database_refusals, ensure_gate_open, fix_refusal
+from assets.generation.owner import OWNER_ENV
 from pipelines.definitions import defs
 from pipelines.partitions import add_topic_partitions, selection_range
 from resources.database import TargetDatabase
@@ -27,12 +28,15 @@ def test_the_legacy_schema_is_refused_naming_constraints_and_values(legacy_db):
 def test_a_fixed_schema_passes_and_any_other_refusal_is_named(fixed_db):
     with psycopg.connect(fixed_db, autocommit=True) as conn:
         assert database_refusals(conn, CONTRACT, WRITES) == []
-        conn.execute("ALTER TABLE conversations ADD CONSTRAINT no_generated CHECK (status <> 'generated')")
+        conn.execute("ALTER TABLE conversations ADD CONSTRAINT not_for_review CHECK (status <> 'pending_review')")
         conn.execute("ALTER TABLE batch_items DROP COLUMN estimated_time")
         assert database_refusals(conn, CONTRACT, WRITES) == [
             "batch_items lacks column(s) estimated_time",
-            "conversations.status refuses 'generated' (violates no_generated)",
+            "conversations.status refuses 'pending_review' (violates not_for_review)",
         ]
+        # The conversation status is a setting; a status the contract does not list is refused before any write.
+        assert database_refusals(conn, CONTRACT, written_values(JobSettings(conversation_status="generated")))[0] == (
+            "conversations.status: generation would write 'generated', which the contract does not list")
         stop_high = written_values(JobSettings(error_handling="stop", priority="urgent"))
         assert database_refusals(conn, CONTRACT, stop_high)[0].startswith(
             "batch_jobs.priority: generation would write 'urgent', which the contract does not list")
@@ -48,7 +52,7 @@ def test_the_fix_must_have_passed_its_check_on_its_latest_materialization(instan
     assert "has not evaluated the latest materialization" in fix_refusal(instance)
 
 
-def _generation_run(instance, dsn, store, topic_keys):
+def _generation_run(instance, dsn, store, topic_keys, run_config=None):
     with psycopg.connect(dsn) as conn:
         add_topic_partitions(instance, conn)
     key_range = selection_range(instance, topic_keys)
@@ -57,6 +61,7 @@ def _generation_run(instance, dsn, store, topic_keys):
         tags={"dagster/asset_partition_range_start": key_range.start,
               "dagster/asset_partition_range_end": key_range.end},
         resources={"database": TargetDatabase(url=dsn), "conversation_store": store},
+        run_config=run_config,
         raise_on_error=False,
     )
 
@@ -85,3 +90,24 @@ def test_the_asset_refuses_before_any_write(legacy_db, fixed_db, instance, store
     with pytest.raises(GateClosed):
         with psycopg.connect(dsn) as conn:
             ensure_gate_open(conn, CONTRACT, WRITES, instance)
+
+
+@pytest.mark.parametrize("configured", [False, True])
+def test_the_asset_refuses_an_owner_the_users_table_does_not_know(fixed_db, instance, store, monkeypatch,
+                                                                   configured):
+    """From the asset's config, or from $BULKGEN_OWNER as schedules and sensors run it: nothing is written."""
+    record_fix(instance)
+    unknown = "0badc0de-0000-4000-8000-000000000000"
+    if configured:
+        run_config = {"ops": {"topic_conversations": {"config": {"owner": unknown}}}}
+    else:
+        run_config = None
+        monkeypatch.setenv(OWNER_ENV, unknown)
+    before = _written(fixed_db)
+    result = _generation_run(instance, fixed_db, store, ["ignored_401k"], run_config)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert (failure.cause or failure).message.startswith(
+        f"assets.generation.owner.OwnerRefused: owner refused, nothing written: owner {unknown} has no row in "
+        "user_profiles (batch_jobs.created_by references user_profiles(id))")
+    assert _written(fixed_db) == before and not store.root_path().exists()

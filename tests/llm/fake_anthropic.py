@@ -221,10 +221,14 @@ def _conversation(prompt: str, kind: str) -> str:
     low, high = (int(length[1]), int(length[2])) if length else (3, 5)
     exchanges = {"too_few_turns": low - 1, "too_many_turns": high + 1}.get(kind, low)
     first = name.split()[0]
+    start, end = _found(r"^Starting emotion: (.+)$", prompt), _found(r"^Ending emotion: (.+)$", prompt)
     turns = []
     for i in range(1, exchanges + 1):
-        turns.append({"role": "user", "content": f"This is {first}. About {topic}, question {i}: where do I start?"})
-        turns.append({"role": "assistant", "content": f"Good question, {first}. On {topic}, step {i} is to list the numbers."})
+        emotion = start if i == 1 else end if i == exchanges else "steadier"
+        turns.append({"role": "user", "content": f"This is {first}. About {topic}, question {i}: where do I start?",
+                      "emotion": emotion})
+        turns.append({"role": "assistant", "content": f"Good question, {first}. On {topic}, step {i} is to list the numbers.",
+                      "strategy": f"step {i}: list the numbers"})
     persona = OTHER_PERSONA if kind == "wrong_persona" else name
     text = json.dumps({"persona": persona, "turns": turns})
     return text[: len(text) // 2] if kind in ("malformed", "truncated") else text

@@ -36,10 +36,12 @@ def _everything_written(home: Path, store: ConversationStore, dsn: str) -> dict[
     conversation object, and the database's batch jobs, items and conversations."""
     texts = {str(p): p.read_bytes().decode("latin-1") for p in home.rglob("*") if p.is_file()}
     with psycopg.connect(dsn) as conn:
-        jobs = [str(job) for (job,) in conn.execute("SELECT id FROM batch_jobs")]
+        owners = [str(o) for (o,) in conn.execute(
+            "SELECT DISTINCT created_by FROM batch_jobs WHERE created_by IS NOT NULL")]
         for table in ("batch_jobs", "batch_items", "conversations"):
             texts[f"table {table}"] = str(conn.execute(f"SELECT json_agg(t)::text FROM {table} t").fetchone()[0])
-    texts |= {f"object {key}": store.read_bytes(key).decode("latin-1") for job in jobs for key in store.keys_under(job)}
+    texts |= {f"object {key}": store.read_bytes(key).decode("latin-1")  # all the owners' objects, orphans included
+              for owner in owners for key in store.keys_under(owner)}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for run in instance.get_runs():
             records = instance.get_records_for_run(run.run_id).records

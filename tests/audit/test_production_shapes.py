@@ -87,10 +87,16 @@ def test_generation_reads_list_columns_of_any_shape_alike(fixed_db, server_url, 
     assert jsonb_files.keys() == other_files.keys() and len(jsonb_files) == 24
     said = ""
     for key, path in jsonb_files.items():
-        turns = jsonb_store.read(path)["turns"]
-        assert other_store.read(other_files[key])["turns"] == turns
-        said += " ".join(t["content"] for t in turns)
+        turns = _turns(jsonb_store.read(path))
+        assert _turns(other_store.read(other_files[key])) == turns
+        said += " ".join(turns)
     assert sum(phrase.rstrip(".!?") in said for phrase in phrases) >= 3  # the arcs' own phrases were read
+
+
+def _turns(document: dict) -> list[str]:
+    """What was said, turn by turn, in a file of the app's format."""
+    return [text for pair in document["training_pairs"] for text in (pair["current_user_input"],
+                                                                     pair["target_response"])]
 
 
 def _production_like(conn: psycopg.Connection) -> None:

@@ -72,17 +72,24 @@ def add_topic_partitions(instance: dg.DagsterInstance, conn: psycopg.Connection)
     return added
 
 
-def selection_range(instance: dg.DagsterInstance, keys: list[str]) -> dg.PartitionKeyRange:
-    """The partition range that covers exactly `keys` (existing partitions), re-appending them if needed."""
+def contiguous_range(instance: dg.DagsterInstance, keys: list[str]) -> dg.PartitionKeyRange | None:
+    """The partition range that covers exactly `keys` (existing partitions) if they are adjacent, else None."""
     order = instance.get_dynamic_partitions(topics.name)
     missing = [k for k in keys if k not in order]
     if missing:
         raise TopicSelectionError(f"no partition for topic(s): {', '.join(missing)}")
     positions = sorted(order.index(k) for k in keys)
     if positions[-1] - positions[0] + 1 != len(keys):
+        return None
+    return dg.PartitionKeyRange(order[positions[0]], order[positions[-1]])
+
+
+def selection_range(instance: dg.DagsterInstance, keys: list[str]) -> dg.PartitionKeyRange:
+    """The partition range that covers exactly `keys` (existing partitions), re-appending them if needed."""
+    key_range = contiguous_range(instance, keys)
+    if key_range is None:
         for key in keys:
             instance.delete_dynamic_partition(topics.name, key)
         instance.add_dynamic_partitions(topics.name, keys)
-        order = instance.get_dynamic_partitions(topics.name)
-        positions = sorted(order.index(k) for k in keys)
-    return dg.PartitionKeyRange(order[positions[0]], order[positions[-1]])
+        key_range = contiguous_range(instance, keys)
+    return key_range

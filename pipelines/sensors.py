@@ -52,11 +52,11 @@ def topic_partitions_sensor(context: dg.SensorEvaluationContext, database: Targe
     return dg.SensorResult(dynamic_partitions_requests=[topics.build_add_request(new)], cursor=cursor)
 
 
-def _release(context: dg.RunStatusSensorContext, database: TargetDatabase, *, cancelled: bool) -> dg.SkipReason:
+def _release(context: dg.RunStatusSensorContext, database: TargetDatabase) -> dg.SkipReason:
     with database.connection(autocommit=True) as conn:
-        released = release_run_jobs(conn, run_label(context.dagster_run.run_id), cancelled=cancelled)
-    outcome = "cancelled" if cancelled else "requeued for the next run to resume"
-    message = f"batch job(s) {', '.join(map(str, released))} {outcome}" if released else "no batch job left processing"
+        released = release_run_jobs(conn, run_label(context.dagster_run.run_id))
+    message = (f"batch job(s) {', '.join(map(str, released))} requeued for the next run to resume" if released
+               else "no batch job left processing")
     context.log.info(f"run {context.dagster_run.run_id}: {message}")
     return dg.SkipReason(message)
 
@@ -67,13 +67,14 @@ def _release(context: dg.RunStatusSensorContext, database: TargetDatabase, *, ca
     "the same topics resumes it).",
 )
 def batch_job_failure_sensor(context: dg.RunFailureSensorContext, database: TargetDatabase):
-    return _release(context, database, cancelled=False)
+    return _release(context, database)
 
 
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.CANCELED,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="A canceled run whose process died leaves its batch job processing: cancel it.",
+    description="A canceled (terminated) run whose process died leaves its batch job processing: requeue it, "
+    "as an interrupted run does itself (terminating a run is not cancelling its batch job).",
 )
 def batch_job_cancel_sensor(context: dg.RunStatusSensorContext, database: TargetDatabase):
-    return _release(context, database, cancelled=True)
+    return _release(context, database)

@@ -50,6 +50,10 @@ class GenerationConfig(dg.Config):
         default=CONVERSATION_STATUS,
         description="Status the conversations are written with: the app's review queue lists pending_review.",
     )
+    new_batch: bool = Field(
+        default=False, description="Generate a full new set for these topics, cancelling their unfinished batch job; "
+        "by default a run resumes that job (after an interrupt, say) and does only what is left.",
+    )
 
 
 with warnings.catch_warnings():
@@ -81,10 +85,10 @@ def topic_conversations(
         with database.connection(autocommit=True) as conn:
             selected = select_topics(conn, list(context.partition_keys))
             ensure_owner(conn, CONTRACT, settings.owner)
-            ensure_gate_open(conn, CONTRACT, written_values(settings), context.instance)
+            fix = ensure_gate_open(conn, CONTRACT, written_values(settings))
             result = generate_conversations(
                 conn, list(selected.values()), generator, conversation_store, settings,
-                label=run_label(context.run.run_id), log=context.log.info,
+                label=run_label(context.run.run_id), log=context.log.info, new_batch=config.new_batch,
             )
     except (psycopg.Error, DatabaseUnavailable) as exc:
         if not connection_lost(exc):
@@ -94,9 +98,10 @@ def topic_conversations(
                             f"retry {context.retry_number + 1} of {DB_RETRIES} in {wait} s resumes the batch job")
         raise dg.RetryRequested(max_retries=DB_RETRIES, seconds_to_wait=wait) from exc
     context.log.info(f"batch job {result.job.id} {result.status}: {result.summary['items_by_status']}")
+    metadata = {"database": database.display_name(), "fix": fix, **_metadata(result, generator)}
     if result.status != "completed":
-        raise dg.Failure(f"batch job {result.job.id} ended {result.status}", metadata=_metadata(result, generator))
-    return dg.MaterializeResult(metadata=_metadata(result, generator))
+        raise dg.Failure(f"batch job {result.job.id} ended {result.status}", metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 def _metadata(result: GenerationResult, generator: ConversationGenerator) -> dict:

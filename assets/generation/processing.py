@@ -12,9 +12,12 @@ so commits grow with throughput instead of costing a transaction per item.
 A metered generator estimates the queued items' usage before the first one starts, and every
 outcome carries what its item was billed, so the job's estimated and actual cost can be compared.
 
-Once an item fails under `error_handling = 'stop'`, or the run is interrupted (Ctrl-C, Dagster
-terminating the run), no further item starts: those already running are recorded and the
-job's remaining items are cancelled.
+Once an item fails under `error_handling = 'stop'`, no further item starts: those already running
+are recorded and the job's remaining items are cancelled. An interrupt (Ctrl-C, SIGTERM, a
+terminate from the UI; see `interrupts`) also stops new items and records the running ones, but
+leaves the job `queued`: the next run for the same topics resumes it and does only what is left.
+A job cancelled as a decision (`bulkgen cancel`, the app's own cancel) stays cancelled: the run
+notices, stops and cancels what it had not run.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from assets.generation.conversation_file import (
     validate_document,
 )
 from assets.generation.faults import fault_point
+from assets.generation.interrupts import DeferredInterrupts
 from assets.generation.scaffolding import JobRows, load_job_rows, load_scaffolding
 from resources.conversation_store import ConversationStore
 from resources.generators import (
@@ -99,42 +103,52 @@ def generate_conversations(
     *,
     label: str,
     log: Callable[[str], None] = lambda _: None,
+    new_batch: bool = False,
 ) -> GenerationResult:
-    """Create (or resume) the batch job for `topic_keys` and process it to a final status.
+    """Resume the unfinished batch job for `topic_keys` (or, with `new_batch` or none to resume, create one)
+    and process it to a final status; interrupted, the job is left `queued` and the interrupt raised.
 
     `conn` must be in autocommit mode: every step commits on its own. The gate (and the owner's check
     against the users table) is the caller's; the owner is `settings.owner`, unset: $BULKGEN_OWNER.
     """
     if not conn.autocommit:
         raise ValueError("generation needs an autocommit connection: each step commits on its own")
-    scaffolding = load_scaffolding(conn, topic_keys)
-    job = open_job(conn, scaffolding, settings, label=label, generator=generator.name)
-    fault_point("opened")
-    log(f"{'resumed' if job.resumed else 'created'} batch job {job.id}: {job.total_items} items"
-        + (f", {job.processed_before} already processed" if job.resumed else ""))
-    try:
-        # A resumed job's items keep the rows they were made from, which may since have been deactivated.
-        rows = load_job_rows(conn, job.id) if job.resumed else JobRows.of(scaffolding)
-        return _process(conn, job, rows, generator, store)
-    finally:
-        if not conn.broken:
-            unlock_job(conn, job.id)
+    with DeferredInterrupts() as interrupts:
+        scaffolding = load_scaffolding(conn, topic_keys)
+        job = open_job(conn, scaffolding, settings, label=label, generator=generator.name, new_batch=new_batch)
+        fault_point("opened")
+        log(f"{'resumed' if job.resumed else 'created'} batch job {job.id}: {job.total_items} items"
+            + (f", {job.processed_before} already processed" if job.resumed else ""))
+        try:
+            # A resumed job's items keep the rows they were made from, which may since have been deactivated.
+            rows = load_job_rows(conn, job.id) if job.resumed else JobRows.of(scaffolding)
+            result = _process(conn, job, rows, generator, store, interrupts)
+        finally:
+            if not conn.broken:
+                unlock_job(conn, job.id)
+    if interrupts.interrupted:
+        log(f"interrupted: batch job {job.id} {result.status} after {result.processed} items this run; "
+            "the next run for these topics resumes it")
+        interrupts.deliver()
+    return result
 
 
-def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationStore) -> GenerationResult:
+def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationStore,
+             interrupts: DeferredInterrupts) -> GenerationResult:
     estimated = _estimate(conn, job.id, rows, generator)
     start_job(conn, job.id)
     fault_point("started")
     stop_on_failure = job.settings.error_handling == "stop"
-    halt = threading.Event()  # once set, no item starts: a failure under 'stop', or an interrupt
-    if stop_on_failure and job.failed_before:
+    halt = threading.Event()  # once set, no item starts: a failure under 'stop', an interrupt, a cancel
+    interrupts.on_interrupt = halt.set
+    if (stop_on_failure and job.failed_before) or interrupts.interrupted:
         halt.set()
     waits = generator.waits or store.remote  # on the network: threads overlap the waits
     workers = _Workers(job.settings.concurrent_processing if waits else 1,  # a bound, not a quota
                        _Producer(job, rows, generator, store, halt, stop_on_failure))
     insert = ConversationInsert.for_table(conn, owner=job.settings.owner, status=job.settings.conversation_status,
                                           bucket=store.bucket)
-    interrupt, exhausted = None, False
+    interrupt, exhausted, cancelled = None, False, False  # interrupt: one raised rather than deferred
     in_flight = processed = succeeded = 0  # in flight: handed to the workers, outcome not yet back
     usage = Usage()
     preview_path = None
@@ -142,7 +156,8 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     try:
         while True:
             try:
-                if interrupt is not None:  # what was handed out is all back once the threads have ended
+                draining = interrupt is not None or interrupts.interrupted
+                if draining:  # what was handed out is all back once the threads have ended
                     finished, in_flight = workers.drain(), 0
                 else:
                     window = _window(workers.count, processed, started)
@@ -164,16 +179,19 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
                 if outcomes:
                     processed += len(outcomes)
                     usage = sum((o.usage for o in outcomes if o.usage is not None), usage)
-                    record_outcomes(conn, job.id, outcomes, (time.monotonic() - started) / processed, insert)
+                    recorded = record_outcomes(conn, job.id, outcomes, (time.monotonic() - started) / processed, insert)
+                    if recorded == "cancelled":
+                        cancelled = True  # cancelled as a decision meanwhile: no further item starts
+                        halt.set()
                     fault_point("recorded")
                     ok = [o for o in outcomes if o.conversation is not None]
                     succeeded += len(ok)
                     preview_path = preview_path or (ok[0].conversation.file_path if ok else None)
-                if interrupt is not None:
+                if draining:
                     break
             except Exception:
                 raise
-            except BaseException as exc:  # an interrupt: nothing new starts, what runs is recorded, the rest cancelled
+            except BaseException as exc:  # an interrupt not deferred (a second one): as a deferred one, then raised
                 if interrupt is not None:
                     raise
                 interrupt = exc
@@ -187,15 +205,18 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     workers.stop()
     stopped = stop_on_failure and (job.failed_before + processed - succeeded) > 0
     fault_point("finishing")
-    # A file no row points at comes only from a run that died after writing it (its job is then resumed) or
-    # from a write that failed half way (its item failed); otherwise every file written has its row.
-    if job.resumed or processed > succeeded:  # before the job is final: a kill after leaves no orphan
-        for item in unlinked_items(conn, job.id):  # an item's folder holds its file and the model's raw response
-            store.prune(conversation_folder(job.settings.owner, conversation_of(item)), set())
-    status = finish_job(conn, job.id, stopped=stopped, cancelled=interrupt is not None)
-    fault_point("finished")
-    if interrupt is not None:
-        raise interrupt
+    if interrupt is not None or interrupts.interrupted:
+        status = requeue_job(conn, job.id)  # the next run resumes it; a job cancelled meanwhile stays cancelled
+        if interrupt is not None:
+            raise interrupt
+    else:
+        # A file no row points at comes only from a run that died after writing it (its job is then resumed) or
+        # from a write that failed half way (its item failed); otherwise every file written has its row.
+        if job.resumed or processed > succeeded:  # before the job is final: a kill after leaves no orphan
+            for item in unlinked_items(conn, job.id):  # an item's folder holds its file and the model's raw response
+                store.prune(conversation_folder(job.settings.owner, conversation_of(item)), set())
+        status = finish_job(conn, job.id, stopped=stopped, cancelled=cancelled)
+        fault_point("finished")
     return GenerationResult(
         job=job,
         status=status,

@@ -3,6 +3,8 @@
 Thin over `plan` and `execute`: materializing applies the plan (or, with `dry_run`, only shows
 it); the blocking check `accepts_code_statuses` judges the live constraints again with the
 audit's own evaluation, so generation downstream never runs on a schema that refuses it.
+After a fix the audit's own checks are evaluated again, in the same run, so that the audit's
+latest check results show the schema as the fix left it, never a fixed schema in red.
 """
 
 from collections.abc import Mapping
@@ -11,9 +13,12 @@ from dataclasses import fields
 from typing import get_type_hints
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from pydantic import Field, create_model
 
-from assets.audit.asset import CONTRACT, schema_audit
+from assets.audit.asset import CONTRACT, check_results, schema_audit
 from assets.audit.findings import run_audit
 from assets.migration.execute import MigrationFailed, Outcome, migrate, operator
 from assets.migration.model import PlanError
@@ -62,10 +67,27 @@ def batch_jobs_status_constraint(
             raise dg.Failure(description=f"{database.display_name()}: {exc}", allow_retries=False,
                              metadata={"sql": dg.MetadataValue.md(f"```sql\n{manual}```")} if manual else None,
                              ) from None
-    if outcome.plan.errors:
-        raise dg.Failure(description=outcome.message, metadata=outcome_metadata(outcome), allow_retries=False)
+        metadata = {"database": database.display_name(), **outcome_metadata(outcome)}
+        if outcome.plan.errors:
+            raise dg.Failure(description=outcome.message, metadata=metadata, allow_retries=False)
+        if not config.dry_run:
+            audit_checks_again(context, run_audit(conn, CONTRACT))
     context.log.info(outcome.message)
-    return dg.MaterializeResult(metadata={**outcome_metadata(outcome), "database": database.display_name()})
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def audit_checks_again(context: dg.AssetExecutionContext, findings) -> None:
+    """The audit's checks, evaluated on `findings` (the schema as the fix left it), recorded on its latest
+    materialization: they replace, as the latest results, the ones the audit recorded before the fix."""
+    latest = context.instance.fetch_materializations(schema_audit.key, limit=1).records
+    target = AssetCheckEvaluationTargetMaterializationData(
+        storage_id=latest[0].storage_id, run_id=latest[0].run_id, timestamp=latest[0].timestamp) if latest else None
+    for result in check_results(CONTRACT, findings):
+        context.log_event(dg.AssetCheckEvaluation(
+            asset_key=schema_audit.key, check_name=result.check_name, passed=result.passed,
+            severity=result.severity, target_materialization_data=target,
+            metadata={**result.metadata, "evaluated": f"after {batch_jobs_status_constraint.key.to_user_string()}"},
+        ))
 
 
 @dg.asset_check(

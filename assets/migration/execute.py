@@ -122,9 +122,10 @@ def apply_plan(
     return Outcome(plan, True, f"applied {len(records)} step(s): {plan.describe()}", records)
 
 
-def outcome_text(outcome: Outcome) -> str:
-    """The outcome for a terminal: what was planned, what ran and cost, and the constraints it left."""
-    lines = [f"plan {outcome.plan.hash}: {outcome.plan.describe()}", outcome.message]
+def outcome_text(outcome: Outcome, *, with_sql: bool = False) -> str:
+    """The outcome for a terminal: the plan and what came of it (once), what ran and cost, the constraints it
+    left, and with `with_sql` (a dry run) the SQL the plan would run."""
+    lines = [f"plan {outcome.plan.hash}: {outcome.message}"]
     if outcome.plan.refusals:
         lines.append(outcome.plan.sql().rstrip("\n"))
     for step in outcome.steps:
@@ -136,6 +137,8 @@ def outcome_text(outcome: Outcome) -> str:
     for column in changed:
         lines += [f"  {column} before: {d}" for d in outcome.before.get(column) or ["(no CHECK)"]]
         lines += [f"  {column} after:  {d}" for d in outcome.after[column] or ["(no CHECK)"]]
+    if with_sql and outcome.plan.steps and not outcome.plan.refusals:
+        lines += ["", outcome.plan.sql().rstrip("\n")]
     return "\n".join(lines)
 
 

@@ -13,13 +13,15 @@ from psycopg.rows import dict_row
 
 from assets.audit.asset import CONTRACT
 from assets.generation.conversation_file import SCHEMA_PATH
-from assets.generation.gate import FIX_ASSET, FIX_CHECK
 from assets.generation.processing import conversation_of
+from assets.migration.asset import accepts_code_statuses, batch_jobs_status_constraint
 from assets.migration.execute import migrate
 from resources.conversation_store import RAW_SUFFIX, ConversationStore
 from resources.embedded import database_url
 from tests.conftest import fresh_database
 
+FIX_ASSET = batch_jobs_status_constraint.key
+(FIX_CHECK,) = accepts_code_statuses.check_keys
 APP_FILE_SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 
@@ -60,7 +62,8 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 def record_fix(instance: dg.DagsterInstance, *, passed: bool = True) -> None:
-    """Record a materialization of the fix asset and its blocking check's verdict on it."""
+    """Record a materialization of the fix asset and its blocking check's verdict on it (what the automation
+    condition waits for; the gate asks the database instead)."""
     from dagster._core.definitions.asset_checks.asset_check_evaluation import (
         AssetCheckEvaluationTargetMaterializationData,
     )

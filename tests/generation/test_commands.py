@@ -124,3 +124,11 @@ def test_demo_runs_the_chain_for_every_demo_topic(empty_db, cli_env, capsys):
     with psycopg.connect(empty_db) as conn:
         (job_id,) = conn.execute("SELECT id FROM batch_jobs WHERE shared_parameters ? 'topics'").fetchone()
     assert assert_job_sound(empty_db, job_id, cli_env) == {"completed": 480}
+
+
+def test_migrate_then_generate_with_a_fresh_instance(legacy_db, cli_env, capsys):
+    """The fix applied by `bulkgen migrate` counts: the gate asks the database, not the Dagster instance."""
+    assert main(["migrate", "--database-url", legacy_db]) == 0
+    assert main(["generate", "--database-url", legacy_db, "--topics", "esg_investing"]) == 0
+    out = capsys.readouterr().out
+    assert "generation_job" in out and "items 24 (9 edge_case, 15 template); 24 completed" in out

@@ -1,7 +1,7 @@
 """Processing on a real database: the whole lifecycle, stop vs continue, the concurrency bound, interrupt, requeue."""
 
-import _thread
 import dataclasses
+import os
 import resource
 import signal
 import threading
@@ -9,7 +9,7 @@ import threading
 import psycopg
 import pytest
 
-from assets.generation.batch import JobSettings, written_values
+from assets.generation.batch import JobSettings, cancel_job, written_values
 from assets.generation.processing import generate_conversations
 from resources.conversation_store import ConversationStore
 from resources.generators import ConversationRequest, GeneratedConversation, TemplateGenerator
@@ -30,11 +30,12 @@ class FailingGenerator(TemplateGenerator):
 
 
 class Probe:
-    """Counts the generator calls running at once; can interrupt the main thread at the nth call."""
+    """Counts the generator calls running at once; can signal the process, or do anything, at the nth call."""
 
-    def __init__(self, interrupt_after: int | None = None):
+    def __init__(self, interrupt_after: int | None = None, signum: int = signal.SIGINT, action=None):
         self.lock, self.running, self.peak, self.calls = threading.Lock(), 0, 0, 0
         self.interrupt_after = interrupt_after
+        self.action = action or (lambda: os.kill(os.getpid(), signum))  # as Ctrl-C, SIGTERM or a terminate would
 
     def __enter__(self):
         with self.lock:
@@ -42,7 +43,7 @@ class Probe:
             self.calls += 1
             self.peak = max(self.peak, self.running)
             if self.calls == self.interrupt_after:
-                _thread.interrupt_main()  # as Ctrl-C, or Dagster terminating the run, would
+                self.action()
 
     def __exit__(self, *exc):
         with self.lock:
@@ -107,7 +108,8 @@ def _failure_messages(dsn, job_id) -> list[str]:
 
 def test_continue_processes_every_item_and_records_each_failure(fixed_db, conversation_store):
     generator = FailingGenerator(delay_ms=0, fail_arcs=["crisis_to_referral"])
-    result = _run(fixed_db, conversation_store, generator, JobSettings(concurrent_processing=3, error_handling="continue"))
+    result = _run(fixed_db, conversation_store, generator,
+                  JobSettings(concurrent_processing=3, error_handling="continue"))
     assert result.status == "completed"
     assert assert_job_sound(fixed_db, result.job.id, conversation_store) == {"completed": 63, "failed": 9}
     assert _failure_messages(fixed_db, result.job.id) == ["RuntimeError: model refused arc crisis_to_referral"]
@@ -164,15 +166,75 @@ def test_an_upload_the_bucket_refuses_fails_its_item_with_the_servers_reason(fix
     assert s3_env["AWS_SECRET_ACCESS_KEY"] not in message and s3_env["AWS_ACCESS_KEY_ID"] not in message
 
 
-def test_an_interrupted_run_cancels_the_job_then_lets_the_interrupt_through(fixed_db, store):
-    PROBES["interrupt"] = Probe(interrupt_after=6)
-    with psycopg.connect(fixed_db, autocommit=True) as conn, pytest.raises(KeyboardInterrupt):
-        generate_conversations(conn, TOPICS, ProbedGenerator(delay_ms=10, probe="interrupt"), store,
-                               JobSettings(concurrent_processing=2), label="test")
-    with psycopg.connect(fixed_db) as conn:
-        job_id, status = conn.execute("SELECT id, status FROM batch_jobs WHERE shared_parameters ? 'topics'").fetchone()
-    counts = assert_job_sound(fixed_db, job_id, store)
-    assert status == "cancelled" and counts["completed"] >= 6 and counts["cancelled"] == 72 - counts["completed"]
+def _job_state(dsn: str) -> tuple:
+    """The generation jobs (id, status), and the newest one's items by status and its conversations."""
+    with psycopg.connect(dsn) as conn:
+        jobs = conn.execute("SELECT id, status FROM batch_jobs WHERE shared_parameters ? 'topics'"
+                            " ORDER BY created_at").fetchall()
+        items = dict(conn.execute("SELECT status, count(*) FROM batch_items WHERE batch_job_id = %s GROUP BY 1",
+                                  [jobs[-1][0]]).fetchall())
+        (conversations,) = conn.execute("SELECT count(*) FROM conversations").fetchone()
+    return jobs, items, conversations
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_leaves_its_job_queued_and_the_next_run_does_only_the_rest(fixed_db, store, signum):
+    PROBES["interrupt"] = Probe(interrupt_after=6, signum=signum)
+    with pytest.raises(KeyboardInterrupt):  # let through once the job is safe: the caller stops
+        _run(fixed_db, store, ProbedGenerator(delay_ms=10, probe="interrupt"), JobSettings(concurrent_processing=2))
+    [(job_id, status)], items, conversations = _job_state(fixed_db)
+    assert status == "queued" and "processing" not in items  # what ran was recorded, the rest waits
+    assert 6 <= items["completed"] == conversations and items["queued"] == 72 - items["completed"], items
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are back
+
+    resumed = _run(fixed_db, store, TemplateGenerator(delay_ms=0))
+    assert resumed.job.id == job_id and resumed.processed == 72 - items["completed"]
+    assert assert_job_sound(fixed_db, job_id, store) == {"completed": 72}
+
+
+def test_a_second_interrupt_is_not_deferred(fixed_db, store):
+    """Pressing Ctrl-C twice means it: the second one raises at once; the job is still left to resume."""
+    PROBES["twice"] = Probe(interrupt_after=3, action=lambda: [os.kill(os.getpid(), signal.SIGINT)] * 2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(fixed_db, store, ProbedGenerator(delay_ms=10, probe="twice"))
+    [(job_id, status)], items, _ = _job_state(fixed_db)
+    assert status == "queued" and "processing" not in items
+    assert _run(fixed_db, store, TemplateGenerator(delay_ms=0)).job.id == job_id
+    assert assert_job_sound(fixed_db, job_id, store) == {"completed": 72}
+
+
+@pytest.mark.parametrize("how", ["bulkgen cancel", "the app's cancel"])
+def test_a_job_cancelled_while_a_run_processes_it_stays_cancelled_and_the_run_stops(fixed_db, store, how):
+    def cancel():
+        with psycopg.connect(fixed_db, autocommit=True) as conn:
+            (job_id,) = conn.execute("SELECT id FROM batch_jobs WHERE shared_parameters ? 'topics'").fetchone()
+            if how == "bulkgen cancel":
+                cancel_job(conn, job_id)
+            else:  # the app writes the job's status, and nothing else
+                conn.execute("UPDATE batch_jobs SET status = 'cancelled' WHERE id = %s", [job_id])
+
+    PROBES["cancel"] = Probe(interrupt_after=5, action=cancel)
+    result = _run(fixed_db, store, ProbedGenerator(delay_ms=10, probe="cancel"), JobSettings(concurrent_processing=2))
+    assert result.status == "cancelled"
+    counts = assert_job_sound(fixed_db, result.job.id, store)
+    assert 5 <= counts["completed"] < 72 and counts["completed"] + counts["cancelled"] == 72
+    # Final: the next run for these topics makes a new job, it does not revive the cancelled one.
+    again = _run(fixed_db, store, TemplateGenerator(delay_ms=0))
+    assert again.job.id != result.job.id and not again.job.resumed and again.status == "completed"
+    assert assert_job_sound(fixed_db, result.job.id, store) == counts
+
+
+def test_a_new_batch_cancels_the_unfinished_job_and_makes_a_full_new_set(fixed_db, store):
+    PROBES["new"] = Probe(interrupt_after=4)
+    with pytest.raises(KeyboardInterrupt):
+        _run(fixed_db, store, ProbedGenerator(delay_ms=10, probe="new"))
+    [(old_id, _)], before, _ = _job_state(fixed_db)
+
+    new = _run(fixed_db, store, TemplateGenerator(delay_ms=0), new_batch=True)
+    assert new.job.id != old_id and not new.job.resumed and new.status == "completed" and new.processed == 72
+    assert assert_job_sound(fixed_db, old_id, store) == {"completed": before["completed"],
+                                                        "cancelled": 72 - before["completed"]}
+    assert assert_job_sound(fixed_db, new.job.id, store) == {"completed": 72}
 
 
 class OversizedGenerator(TemplateGenerator):

@@ -18,6 +18,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -71,7 +72,7 @@ class Recorded:
 
     headers: dict[str, str]
     body: dict
-    arrived: float  # time.monotonic()
+    arrived: float  # by the server's clock (time.monotonic unless a test gives its own)
     behaviour: Behaviour
     usage: dict | None = None
 
@@ -95,8 +96,10 @@ class FakeAnthropic:
         self.in_flight = 0
         self.max_in_flight = 0
         self._script: deque[Behaviour] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._ids = itertools.count(1)
+        self._gather, self._gather_timeout = 0, 0.0
+        self.clock: Callable[[], float] = time.monotonic
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -111,6 +114,12 @@ class FakeAnthropic:
         """Queue how the next requests are answered, in order."""
         with self._lock:
             self._script.extend(behaviours)
+
+    def gather(self, requests: int, timeout_s: float = 30.0) -> None:
+        """Hold every reply until `requests` are in flight at once (or `timeout_s` has passed): how a test
+        sees calls overlap without timing them."""
+        with self._lock:
+            self._gather, self._gather_timeout = requests, timeout_s
 
     def billed(self) -> tuple[int, int]:
         """Input and output tokens over every reply the server sent."""
@@ -131,8 +140,11 @@ class FakeAnthropic:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             behaviour = self._script.popleft() if self._script else VALID
-            recorded = Recorded(headers, body, time.monotonic(), behaviour)
+            recorded = Recorded(headers, body, self.clock(), behaviour)
             self.requests.append(recorded)
+            self._lock.notify_all()
+            self._lock.wait_for(lambda: self.in_flight >= self._gather or self.max_in_flight >= self._gather,
+                                self._gather_timeout if self._gather else 0)
             return recorded, next(self._ids)
 
     def _leave(self) -> None:

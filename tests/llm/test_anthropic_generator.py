@@ -3,7 +3,6 @@
 import json
 import logging
 import socket
-import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,6 +13,7 @@ import pytest
 from assets.generation.batch import JobSettings
 from assets.generation.processing import generate_conversations
 from pipelines.demo import DEMO_DIR
+import resources.anthropic_generator
 from resources.anthropic_generator import (
     AnthropicGenerationError,
     AnthropicGenerator,
@@ -21,6 +21,7 @@ from resources.anthropic_generator import (
     RateLimiter,
     parse_conversation,
     render_prompt,
+    shared_limiter,
 )
 from resources.generators import GENERATORS, ConversationRequest, GenerationError, Usage
 from tests.generation.conftest import fixed_db, fixed_template, store  # noqa: F401 (fixtures: a fixed database, a store)
@@ -38,6 +39,7 @@ from tests.llm.fake_anthropic import (
     slow,
     unauthorized,
 )
+from tests.llm.virtual_clock import VirtualClock
 
 KEY = "sk-ant-api03-test-7f3c9d2e1b5a"
 CATALOG = {name: json.loads((DEMO_DIR / "catalog" / f"{name}.json").read_text())
@@ -55,6 +57,15 @@ def request(arc_key: str = "confusion_to_clarity", persona: dict = PERSONA, topi
 def fake():
     with FakeAnthropic() as server:
         yield server
+
+
+@pytest.fixture
+def clock(monkeypatch, fake) -> VirtualClock:
+    """The generator's waits (backoff, retry-after, rate limits) on a virtual clock the fake server also reads."""
+    virtual = VirtualClock()
+    monkeypatch.setattr(resources.anthropic_generator, "time", virtual)
+    fake.clock = virtual.monotonic
+    return virtual
 
 
 @pytest.fixture
@@ -110,24 +121,27 @@ def test_rows_with_only_some_columns_still_make_a_prompt_and_a_conversation(fake
     assert generator_for().generate(sparse).turn_count == 3
 
 
-def test_a_429_waits_for_its_retry_after_then_succeeds(fake, generator_for, caplog):
+def test_a_429_waits_for_its_retry_after_then_succeeds(fake, generator_for, clock, caplog):
     caplog.set_level(logging.WARNING, logger="resources.anthropic_generator")
     fake.script(rate_limited(retry_after="1"))
     conversation = generator_for(backoff_base_s=0.01).generate(request())
 
+    [waited] = clock.sleeps  # the retry-after (plus at most 10%), not the 10 ms backoff; nothing waited after it
+    assert 1.0 <= waited <= 1.1
     first, second = fake.requests
-    assert 1.0 <= second.arrived - first.arrived < 1.6  # retry-after, not the 10 ms backoff
+    assert second.arrived - first.arrived == pytest.approx(waited)
     assert conversation.usage.requests == 2 and conversation.usage.replies == 1
     assert "HTTP 429 rate_limit_error: Number of request tokens" in caplog.text and "retry 1 of 4" in caplog.text
 
 
-def test_529_and_500_back_off_exponentially_then_succeed(fake, generator_for):
+def test_529_and_500_back_off_exponentially_then_succeed(fake, generator_for, clock):
     fake.script(overloaded(), server_error())
     conversation = generator_for(backoff_base_s=0.2, backoff_cap_s=5).generate(request())
 
-    first, second, third = (r.arrived for r in fake.requests)
-    assert 0.1 <= second - first < 0.5  # 0.2 s, jittered down to half
-    assert 0.2 <= third - second < 0.8  # doubled
+    first, second = clock.sleeps
+    assert 0.1 <= first <= 0.2  # 0.2 s, jittered down to half at most
+    assert 0.2 <= second <= 0.4  # doubled
+    assert len(fake.requests) == 3
     assert conversation.usage.requests == 3 and conversation.usage.replies == 1
 
 
@@ -173,46 +187,57 @@ def test_connection_errors_are_retried_then_reported():
 @pytest.mark.parametrize("workers", [3, 8])
 def test_concurrent_calls_fill_the_bound_and_never_pass_it(fake, generator_for, workers):
     generator = generator_for()
-    generator.generate(request())  # the SDK is imported and a connection opened before the clock starts
-    items, delay = 3 * workers, 0.3
-    fake.script(*[slow(delay)] * items)
+    items = 3 * workers
+    fake.gather(workers)  # the replies wait until `workers` calls are in flight at once
 
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         conversations = list(pool.map(generator.generate, [request()] * items))
-    elapsed = time.monotonic() - started
 
-    assert fake.max_in_flight == workers
-    ideal = items / workers * delay
-    assert ideal <= elapsed < ideal * 2  # nowhere near serial (x workers), even on a busy two-core machine
-    assert all(c.turn_count == 3 for c in conversations)
+    assert fake.max_in_flight == workers  # calls overlap, up to the bound and never past it
+    assert len(conversations) == items and all(c.turn_count == 3 for c in conversations)
 
 
-def test_requests_per_minute_spread_calls_across_threads_and_generators(fake, generator_for):
+def test_requests_per_minute_spread_calls_across_threads_and_generators(fake, generator_for, clock):
     # Two generators with the same API and model share the process's limiter: 4 a second in all.
     generators = [generator_for(requests_per_minute=240), generator_for(requests_per_minute=240)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda g: g.generate(request()), generators * 6))
 
-    arrivals = [r.arrived - fake.requests[0].arrived for r in fake.requests]
-    # A bucket of one second's worth goes at once, then one call every 0.25 s (less what a busy machine delays
-    # the first arrivals by).
+    arrivals = sorted(r.arrived - clock.start for r in fake.requests)
+    # A bucket of one second's worth goes at once, then one call every 0.25 s at most (a call arrives after its
+    # grant, and threads that waited meanwhile moved the clock on, so these are lower bounds).
+    assert len(arrivals) == 12
     for i in range(4, 12):
-        assert arrivals[i] >= (i - 3) * 0.25 - 0.1, arrivals
-    assert arrivals[-1] < 3.0, arrivals
+        assert arrivals[i] >= (i - 3) * 0.25, arrivals
 
 
-def test_tokens_per_minute_charge_what_the_api_counted():
+def test_requests_per_minute_space_calls_evenly_after_the_first_second_s_worth(clock):
+    limiter = RateLimiter(requests_per_minute=240, tokens_per_minute=None)  # 4 a second, a bucket of 4
+    granted = []
+    for _ in range(8):
+        limiter.acquire(1)
+        granted.append(clock.monotonic())
+    assert [round(t - granted[0], 6) for t in granted] == [0, 0, 0, 0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_generators_of_one_api_and_model_share_one_limiter(fake):
+    assert shared_limiter(fake.url, "m", 240, None) is shared_limiter(fake.url, "m", 240, None)
+    assert shared_limiter(fake.url, "m", 240, None) is not shared_limiter(fake.url, "other", 240, None)
+
+
+def test_tokens_per_minute_charge_what_the_api_counted(clock):
     limiter = RateLimiter(requests_per_minute=None, tokens_per_minute=600)  # 10 a second, a bucket of 10
-    assert limiter.acquire(5) < 0.01
+    assert limiter.acquire(5) == 0
     limiter.settle(reserved=5, used=15)  # the reply was bigger than the reservation: 10 more taken
-    assert 0.95 <= limiter.acquire(5) < 1.5  # from -5 back up to 5 at 10 a second
+    assert limiter.acquire(5) == pytest.approx(1.0)  # from -5 back up to 5 at 10 a second
+    assert sum(clock.sleeps) == pytest.approx(1.0)
 
 
-def test_a_retry_after_pauses_every_caller():
+def test_a_retry_after_pauses_every_caller(clock):
     limiter = RateLimiter(requests_per_minute=None, tokens_per_minute=None)
     limiter.pause(0.3)
-    assert 0.28 <= limiter.acquire(1) < 0.8
+    assert limiter.acquire(1) == pytest.approx(0.3) and clock.sleeps == [pytest.approx(0.3)]
+    assert limiter.acquire(1) == 0  # the pause is over
 
 
 @pytest.mark.parametrize("flaw, reason", [

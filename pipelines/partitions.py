@@ -34,15 +34,18 @@ def topic_partition_key(topic_key: str) -> str:
     return f"{slug}~{hashlib.sha256(topic_key.encode()).hexdigest()[:12]}"
 
 
+# The contract calls training_topics.created_at optional: topics are ordered by it only where the table has it.
+_HAS_CREATED_AT = """
+SELECT EXISTS (SELECT FROM pg_attribute
+                WHERE attrelid = to_regclass('training_topics') AND attname = 'created_at' AND NOT attisdropped)
+"""
+
+
 def active_topics(conn: psycopg.Connection) -> dict[str, str]:
-    """Partition key -> topic_key of every active training topic, in the table's order."""
-    (dated,) = conn.execute(  # created_at is optional: without it, topics go by key
-        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('training_topics')"
-        " AND attname = 'created_at' AND NOT attisdropped)"
-    ).fetchone()
-    rows = conn.execute(
-        f"SELECT topic_key FROM training_topics WHERE is_active ORDER BY {'created_at, ' if dated else ''}topic_key"
-    ).fetchall()
+    """Partition key -> topic_key of every active training topic, oldest first (where the table says)."""
+    (dated,) = conn.execute(_HAS_CREATED_AT).fetchone()
+    order = "created_at, topic_key" if dated else "topic_key"
+    rows = conn.execute(f"SELECT topic_key FROM training_topics WHERE is_active ORDER BY {order}").fetchall()
     return {topic_partition_key(key): key for (key,) in rows}
 
 

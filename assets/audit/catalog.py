@@ -30,7 +30,7 @@ _FAMILIES = {
 class LiveColumn:
     name: str
     type: str  # format_type(), e.g. "character varying(20)"
-    family: str  # contract family, "enum", or the pg type name when it has none
+    family: str  # contract family, "enum", an array's as "<element family>[]", or the pg type name when it has none
     not_null: bool
     enum_labels: tuple[str, ...] | None
 
@@ -57,6 +57,9 @@ _COLUMNS_SQL = """
 SELECT c.relname AS table_name, a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS type_sql,
        bt.typname AS base_type, bt.typtype AS base_kind, bt.typcategory AS base_category,
+       (SELECT ebt.typname FROM pg_type et
+          JOIN pg_type ebt ON ebt.oid = CASE WHEN et.typtype = 'd' THEN et.typbasetype ELSE et.oid END
+         WHERE et.oid = bt.typelem AND bt.typcategory = 'A') AS element_type,
        a.attnotnull AS not_null,
        (SELECT array_agg(e.enumlabel::text ORDER BY e.enumsortorder)
           FROM pg_enum e WHERE e.enumtypid = bt.oid) AS enum_labels
@@ -143,5 +146,5 @@ def _family(row: dict) -> str:
     if row["base_kind"] == "e":
         return "enum"
     if row["base_category"] == "A":
-        return "array"
+        return f"{_FAMILIES.get(row['element_type'], row['element_type'])}[]"
     return _FAMILIES.get(row["base_type"], row["base_type"])

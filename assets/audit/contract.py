@@ -12,7 +12,8 @@ from pipelines.one_line import one_line
 
 DEFAULT_CONTRACT = files("contracts") / "bulkgen.yaml"
 
-TYPE_FAMILIES = ("text", "integer", "numeric", "boolean", "uuid", "json", "timestamp", "date")
+# text_list: a list of text as the code sees it, whether the column holds a JSON array or a text[]/varchar[].
+TYPE_FAMILIES = ("text", "integer", "numeric", "boolean", "uuid", "json", "text_list", "timestamp", "date")
 _COLUMN_KEYS = {"type", "nullable", "optional", "values", "owner"}
 _TABLE_KEYS = {"source", "columns"}
 _TOP_KEYS = {"schema", "scope", "tables"}

@@ -12,10 +12,13 @@ from assets.audit.contract import ColumnContract, Contract, TableContract
 from assets.audit.verdicts import judge_value_set
 
 SEVERITIES = ("error", "warning", "info")  # error: a write the code makes would fail
-FINDING_FIELDS = ("table", "column", "kind", "severity", "expected", "actual", "allowed", "rejected", "evidence")
+FINDING_FIELDS = ("table", "column", "kind", "severity", "expected", "actual", "allowed", "rejected", "columns",
+                  "evidence")
+NOT_IN_CONTRACT = "not in the contract"  # all the audit can say of a column or table the contract does not name
 
-# code family -> live families that accept it as the code writes it
-_ACCEPTS = {"text": {"text", "enum"}, "integer": {"integer", "numeric"}}
+# code family -> live families that accept it as the code writes it (psycopg reads a JSON array and a
+# text[] or varchar[] alike, as a list of strings)
+_ACCEPTS = {"text": {"text", "enum"}, "integer": {"integer", "numeric"}, "text_list": {"json", "text[]"}}
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class Finding:
     actual: str
     allowed: list[str] | None = None
     rejected: list[str] | None = None
+    columns: list[str] | None = None  # the live columns an uncontracted table or a table's uncontracted columns has
     evidence: list[str] | None = None  # where the app's code writes it (`value: path:line`), audited against the code
 
 
@@ -46,9 +50,8 @@ def run_audit(conn: psycopg.Connection, contract: Contract) -> list[Finding]:
                 continue
             findings += _table_findings(conn, contract.schema, table, live[table.name])
         for name, columns in read_unused_tables(conn, contract).items():
-            findings.append(
-                Finding(name, None, "unused_table", "info", "not named by the code", f"columns: {', '.join(columns)}")
-            )
+            findings.append(Finding(name, None, "uncontracted_table", "info", NOT_IN_CONTRACT,
+                                    f"{_count(columns, 'column')}: {_names(columns)}", columns=columns))
     return findings
 
 
@@ -69,10 +72,20 @@ def _table_findings(conn, schema: str, table: TableContract, live: LiveTable) ->
         if col.values is not None:
             findings += _value_set_findings(conn, schema, table.name, col, live)
     named = {c.name for c in table.columns}
-    for name, found in live.columns.items():
-        if name not in named:
-            findings.append(Finding(table.name, name, "unused_column", "info", "not named by the code", found.type))
+    extra = [name for name in live.columns if name not in named]
+    if extra:  # one finding per table: a wide production table must not bury the errors
+        findings.append(Finding(table.name, None, "uncontracted_columns", "info", NOT_IN_CONTRACT,
+                                f"{_count(extra, 'column')}: {_names(extra)}", columns=extra))
     return findings
+
+
+def _count(items: list, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    """The first few names: the finding's `columns` holds them all."""
+    return ", ".join(names[:shown]) + (f", … ({len(names) - shown} more)" if len(names) > shown else "")
 
 
 def _value_set_findings(conn, schema: str, table: str, col: ColumnContract, live: LiveTable) -> list[Finding]:

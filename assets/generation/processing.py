@@ -2,9 +2,9 @@
 
 The calling thread claims items and records outcomes on one connection; a pool of
 `concurrent_processing` threads generates conversations and stores their files (one thread when
-the generator computes rather than waits: more would only contend for the GIL). Each file is
-stored before the transaction that inserts its conversation and completes its
-item, so a completed item always has its row and its file. A file whose transaction never
+the generator computes and the store is a local folder: with nothing to wait on, more would only
+contend for the GIL). Each file is stored before the transaction that inserts its conversation and
+completes its item, so a completed item always has its row and its file. A file whose transaction never
 committed (the process died in between) is rewritten when its item is retried, and removed by
 the prune that ends the run resuming the job. Outcomes are committed together every COMMIT_EVERY_S,
 so commits grow with throughput instead of costing a transaction per item.
@@ -143,7 +143,8 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     interrupts.on_interrupt = halt.set
     if (stop_on_failure and job.failed_before) or interrupts.interrupted:
         halt.set()
-    workers = _Workers(job.settings.concurrent_processing if generator.waits else 1,  # a bound, not a quota
+    waits = generator.waits or store.remote  # on the network: threads overlap the waits
+    workers = _Workers(job.settings.concurrent_processing if waits else 1,  # a bound, not a quota
                        _Producer(job, rows, generator, store, halt, stop_on_failure))
     insert = ConversationInsert.for_table(conn, owner=job.settings.owner, status=job.settings.conversation_status,
                                           bucket=store.bucket)

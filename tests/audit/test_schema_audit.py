@@ -22,9 +22,10 @@ def test_legacy_schema_findings(legacy_db):
     assert rejected["batch_jobs", "status"].allowed == ["pending", "running", "paused", "completed", "failed", "cancelled"]
     assert rejected["batch_items", "status"].rejected == ["cancelled"]  # the one the seed audit missed
     assert all(f.severity == "error" for f in rejected.values())
-    unused = _by_kind(findings, "unused_table")
+    unused = _by_kind(findings, "uncontracted_table")
     assert list(unused) == [("batch_checkpoints", None)]
-    assert unused["batch_checkpoints", None].actual == "columns: id, job_id, created_at, updated_at"
+    assert unused["batch_checkpoints", None].columns == ["id", "job_id", "created_at", "updated_at"]
+    assert unused["batch_checkpoints", None].actual == "4 columns: id, job_id, created_at, updated_at"
     assert unused["batch_checkpoints", None].severity == "info"
     assert not _by_kind(findings, "missing_column")
 
@@ -41,7 +42,8 @@ def test_drift_in_columns_is_found(legacy_db):
         findings = run_audit(conn, load_contract())
     found = {(f.table, f.column, f.kind): f.severity for f in findings}
     assert found[("batch_items", "error_message", "missing_column")] == "error"
-    assert found[("batch_items", "legacy_note", "unused_column")] == "info"
+    assert found[("batch_items", None, "uncontracted_columns")] == "info"
+    assert next(f for f in findings if f.kind == "uncontracted_columns").columns == ["legacy_note"]
     assert found[("batch_jobs", "completed_at", "type_mismatch")] == "error"
     assert found[("batch_jobs", "completed_at", "not_null")] == "error"
     assert found[("personas", "language_patterns", "missing_column")] == "warning"  # optional for the code
@@ -56,7 +58,7 @@ def test_missing_table(legacy_db):
     assert [(f.table, f.kind, f.severity) for f in findings if f.table == "batch_items"] == [
         ("batch_items", "missing_table", "error")
     ]
-    assert not _by_kind(findings, "unused_table")
+    assert not _by_kind(findings, "uncontracted_table")
 
 
 def test_asset_materializes_findings_and_checks(legacy_db):

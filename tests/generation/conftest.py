@@ -121,7 +121,7 @@ def assert_job_sound(dsn: str, job_id, store: ConversationStore) -> dict:
     assert len(set(triples)) == len(triples)
     for row in linked:
         assert row["file_path"] == f"{owner}/{row['conversation_id']}/conversation.json"
-        data = store.path(row["file_path"]).read_bytes()
+        data = store.read_bytes(row["file_path"])
         document = json.loads(data)
         jsonschema.validate(document, APP_FILE_SCHEMA)
         assert (len(data), row["tier"], row["status"]) == (row["file_size"], row["item_tier"], "pending_review")
@@ -139,8 +139,8 @@ def assert_job_sound(dsn: str, job_id, store: ConversationStore) -> dict:
         assert pairs[-1]["emotional_context"]["ending_emotion"] == row["arc_end"]
         assert [len(p["conversation_history"]) for p in pairs] == [2 * i for i in range(len(pairs))]
     keys = [f"{owner}/{conversation_of(item)}/conversation.json" for item in items]
-    stored = sorted(k for k in keys if store.path(k).exists())
-    raw = {k for k in keys if store.path(k + RAW_SUFFIX).exists()}
+    stored = sorted(k for k in keys if store.exists(k))
+    raw = {k for k in keys if store.exists(k + RAW_SUFFIX)}
     assert stored == sorted(r["file_path"] for r in linked)  # no orphan among the job's keys
     assert raw <= set(stored)  # a model's raw response only beside its conversation
     return counts

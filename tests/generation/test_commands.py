@@ -2,11 +2,16 @@
 
 import json
 
+import boto3
 import psycopg
 import pytest
 
+from assets.audit.asset import CONTRACT
+from assets.verification.checks import verify_topics
 from pipelines.cli import main
 from pipelines.demo import DEMO_OWNER
+from resources.conversation_store import ConversationStore
+from tests.conftest import S3_BUCKET
 from tests.generation.conftest import assert_job_sound
 
 TOPICS = "ignored_401k,esg_investing,grandparent_529"
@@ -68,6 +73,32 @@ def test_run_audits_fixes_and_generates_three_topics_in_one_run(legacy_db, cli_e
     # Now fixed through the fix asset: `generate` alone goes through, as one more job for the same topics.
     assert main(["generate", "--database-url", legacy_db, "--topics", "esg_investing"]) == 0
     assert "generation_job" in capsys.readouterr().out
+
+
+def test_run_with_an_s3_store_puts_every_conversation_in_the_bucket(legacy_db, cli_env, s3_env, monkeypatch, capsys):
+    """`CONVERSATION_STORE=s3://conversation-files` against a real S3 server on loopback: every completed item's
+    object is in the bucket at its row's file_path, nothing else is, and verification reads them from there."""
+    monkeypatch.setenv("CONVERSATION_STORE", f"s3://{S3_BUCKET}")
+    assert main(["run", "--database-url", legacy_db, "--topics", TOPICS]) == 0
+    with psycopg.connect(legacy_db) as conn:
+        (job_id,) = conn.execute("SELECT id FROM batch_jobs WHERE shared_parameters ? 'topics'").fetchone()
+        paths = {p for (p,) in conn.execute(
+            "SELECT c.file_path FROM batch_items b JOIN conversations c ON c.id = b.conversation_id"
+            " WHERE b.batch_job_id = %s AND b.status = 'completed'", [job_id])}
+    store = ConversationStore()
+    assert store.remote and assert_job_sound(legacy_db, job_id, store) == {"completed": 72}
+    bucket = boto3.session.Session().client("s3").get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET)
+    keys = {o["Key"] for page in bucket for o in page.get("Contents", [])}
+    assert len(paths) == 72 and keys == paths  # one object per completed item, at its row's file_path
+
+    missing = sorted(paths)[0]  # verification opens the objects through the store
+    store.delete([missing])
+    with psycopg.connect(legacy_db) as conn:
+        verdict = verify_topics(conn, CONTRACT, TOPICS.split(","), store, set()).verdicts[
+            "completed_items_have_conversations"]
+    assert verdict.numbers == {"completed_items": 72, "sound": 71}
+    assert [(o["file_path"], o["problem"]) for o in verdict.offending] == [
+        (missing, "its conversation's file is missing")]
 
 
 def test_a_fix_that_cannot_apply_stops_the_run_before_generation(legacy_db, cli_env, capsys):

@@ -4,8 +4,10 @@ import dagster as dg
 import psycopg
 import pytest
 
+from pipelines.cli import main
 from pipelines.partitions import (
     TopicSelectionError,
+    active_topics,
     add_topic_partitions,
     select_topics,
     selection_range,
@@ -39,6 +41,27 @@ def test_partitions_for_active_topics_and_selection_errors(legacy_db, instance):
         with pytest.raises(TopicSelectionError, match="esg_investing, nope"):
             select_topics(conn, ["esg_investing", "nope", "ignored_401k"])
         assert len(select_topics(conn, None)) == 20
+
+
+def test_topics_are_ordered_oldest_first_where_the_table_has_created_at(legacy_db):
+    with psycopg.connect(legacy_db, autocommit=True) as conn:
+        conn.execute("UPDATE training_topics SET created_at = now() - interval '1 day' * length(topic_key)")
+        by_age = [k for (k,) in conn.execute(
+            "SELECT topic_key FROM training_topics WHERE is_active ORDER BY length(topic_key) DESC, topic_key")]
+        assert list(active_topics(conn).values()) == by_age
+        conn.execute("ALTER TABLE training_topics DROP COLUMN created_at")  # optional in the contract
+        assert list(active_topics(conn).values()) == sorted(by_age)
+
+
+def test_a_run_on_topics_without_created_at_completes(legacy_db, tmp_path, monkeypatch, capsys):
+    with psycopg.connect(legacy_db, autocommit=True) as conn:
+        conn.execute("ALTER TABLE training_topics DROP COLUMN created_at, DROP COLUMN updated_at")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("CONVERSATION_STORE", str(tmp_path / "conversations"))
+    monkeypatch.setenv("GENERATOR_DELAY_MS", "0")
+    assert main(["run", "--database-url", legacy_db, "--topics", "ignored_401k,esg_investing"]) == 0
+    assert "48 completed" in capsys.readouterr().out
 
 
 def test_a_scattered_selection_becomes_one_range(instance):

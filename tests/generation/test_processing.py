@@ -11,6 +11,7 @@ import pytest
 
 from assets.generation.batch import JobSettings, cancel_job, written_values
 from assets.generation.processing import generate_conversations
+from resources.conversation_store import ConversationStore
 from resources.generators import ConversationRequest, GeneratedConversation, TemplateGenerator
 from tests.generation.conftest import assert_job_sound
 
@@ -73,11 +74,11 @@ def _run(dsn, store, generator, settings=JobSettings(), topics=TOPICS, **kwargs)
         return generate_conversations(conn, topics, generator, store, settings, label="test", **kwargs)
 
 
-def test_three_topics_make_one_completed_job_with_72_conversations_and_files(fixed_db, store):
-    result = _run(fixed_db, store, TemplateGenerator(delay_ms=0))
+def test_three_topics_make_one_completed_job_with_72_conversations_and_files(fixed_db, conversation_store):
+    result = _run(fixed_db, conversation_store, TemplateGenerator(delay_ms=0))
     assert (result.status, result.processed, result.succeeded, result.failed) == ("completed", 72, 72, 0)
     assert result.summary["items_by_tier"] == {"template": 45, "edge_case": 27}
-    assert assert_job_sound(fixed_db, result.job.id, store) == {"completed": 72}
+    assert assert_job_sound(fixed_db, result.job.id, conversation_store) == {"completed": 72}
     with psycopg.connect(fixed_db) as conn:
         rows = conn.execute(
             "SELECT c.turn_count, a.typical_turn_count_min, a.typical_turn_count_max, c.total_tokens, c.parameters"
@@ -105,11 +106,12 @@ def _failure_messages(dsn, job_id) -> list[str]:
     return [message for (message,) in rows]
 
 
-def test_continue_processes_every_item_and_records_each_failure(fixed_db, store):
+def test_continue_processes_every_item_and_records_each_failure(fixed_db, conversation_store):
     generator = FailingGenerator(delay_ms=0, fail_arcs=["crisis_to_referral"])
-    result = _run(fixed_db, store, generator, JobSettings(concurrent_processing=3, error_handling="continue"))
+    result = _run(fixed_db, conversation_store, generator,
+                  JobSettings(concurrent_processing=3, error_handling="continue"))
     assert result.status == "completed"
-    assert assert_job_sound(fixed_db, result.job.id, store) == {"completed": 63, "failed": 9}
+    assert assert_job_sound(fixed_db, result.job.id, conversation_store) == {"completed": 63, "failed": 9}
     assert _failure_messages(fixed_db, result.job.id) == ["RuntimeError: model refused arc crisis_to_referral"]
 
 
@@ -140,6 +142,28 @@ def test_a_generator_that_computes_rather_than_waits_runs_on_one_thread(fixed_db
     generator = ComputingGenerator(delay_ms=10, probe="computes")  # slow enough to overlap, were there threads
     result = _run(fixed_db, store, generator, JobSettings(concurrent_processing=4), topics=["ignored_401k"])
     assert result.status == "completed" and probe.calls == 24 and probe.peak == 1
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_a_remote_store_gets_the_concurrent_processing_threads(fixed_db, s3_env, workers):
+    """Uploads wait on the network: even a generator that computes gets every thread the bound allows."""
+    PROBES["remote"] = probe = Probe()
+    store = ConversationStore(root="s3://conversation-files")
+    result = _run(fixed_db, store, ComputingGenerator(delay_ms=15, probe="remote"),
+                  JobSettings(concurrent_processing=workers), topics=["ignored_401k"])
+    assert result.status == "completed" and probe.calls == 24 and probe.peak == workers
+    assert assert_job_sound(fixed_db, result.job.id, store) == {"completed": 24}
+
+
+def test_an_upload_the_bucket_refuses_fails_its_item_with_the_servers_reason(fixed_db, s3_env):
+    store = ConversationStore(root="s3://no-such-bucket")
+    result = _run(fixed_db, store, TemplateGenerator(delay_ms=0), topics=["ignored_401k"])
+    assert (result.status, result.succeeded, result.failed) == ("failed", 0, 24)  # every item tried, none stored
+    assert assert_job_sound(fixed_db, result.job.id, store) == {"failed": 24}
+    (message,) = _failure_messages(fixed_db, result.job.id)
+    assert message == ("NoSuchBucket: An error occurred (NoSuchBucket) when calling the PutObject operation: "
+                       "The specified bucket does not exist")
+    assert s3_env["AWS_SECRET_ACCESS_KEY"] not in message and s3_env["AWS_ACCESS_KEY_ID"] not in message
 
 
 def _job_state(dsn: str) -> tuple:
@@ -252,9 +276,9 @@ class OverflowingGenerator(TemplateGenerator):
         return conversation
 
 
-def test_an_unexpected_error_requeues_the_job_and_the_next_run_resumes_it(fixed_db, store):
+def test_an_unexpected_error_requeues_the_job_and_the_next_run_resumes_it(fixed_db, conversation_store):
     with pytest.raises(psycopg.errors.NumericValueOutOfRange):
-        _run(fixed_db, store, OverflowingGenerator(delay_ms=0))
+        _run(fixed_db, conversation_store, OverflowingGenerator(delay_ms=0))
     with psycopg.connect(fixed_db) as conn:
         job_id, status, processed = conn.execute(
             "SELECT id, status, completed_items FROM batch_jobs WHERE shared_parameters ? 'topics'"
@@ -263,7 +287,7 @@ def test_an_unexpected_error_requeues_the_job_and_the_next_run_resumes_it(fixed_
             "SELECT status, count(*) FROM batch_items WHERE batch_job_id = %s GROUP BY status", [job_id]
         ).fetchall())
     assert status == "queued" and "processing" not in left and left["queued"] == 72 - processed
-    result = _run(fixed_db, store, TemplateGenerator(delay_ms=0))
+    result = _run(fixed_db, conversation_store, TemplateGenerator(delay_ms=0))
     assert result.job.id == job_id and result.job.resumed and result.job.processed_before == processed
     assert result.status == "completed" and result.processed == 72 - processed
-    assert assert_job_sound(fixed_db, job_id, store) == {"completed": 72}
+    assert assert_job_sound(fixed_db, job_id, conversation_store) == {"completed": 72}

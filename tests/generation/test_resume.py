@@ -1,5 +1,5 @@
 """Kill a real `bulkgen run` process mid-generation with SIGKILL, run it again: the job resumes, nothing is
-generated twice, nothing is left processing, no file is orphaned."""
+generated twice, nothing is left processing, no file is orphaned: in a local folder and in an S3 bucket."""
 
 import os
 import signal
@@ -31,9 +31,9 @@ def _job(dsn: str):
 
 
 @pytest.mark.slow
-def test_a_killed_run_is_resumed_by_the_next_one(legacy_db, store, tmp_path, monkeypatch, capsys):
+def test_a_killed_run_is_resumed_by_the_next_one(legacy_db, conversation_store, tmp_path, monkeypatch, capsys):
     # The first run's fix step fixes the legacy schema; the second run's finds nothing left to do.
-    settings = {"DAGSTER_HOME": str(tmp_path / "dagster_home"), "CONVERSATION_STORE": str(store.root_path())}
+    settings = {"DAGSTER_HOME": str(tmp_path / "dagster_home"), "CONVERSATION_STORE": conversation_store.location()}
     env = {**os.environ, **settings, "GENERATOR_DELAY_MS": "40"}
     env.pop("DATABASE_URL", None)
 
@@ -61,7 +61,7 @@ def test_a_killed_run_is_resumed_by_the_next_one(legacy_db, store, tmp_path, mon
     assert main(["run", "--database-url", legacy_db, "--topics", TOPICS]) == 0
     assert f"batch job {job_id} completed" in capsys.readouterr().out
 
-    assert assert_job_sound(legacy_db, job_id, store) == {"completed": 72}
+    assert assert_job_sound(legacy_db, job_id, conversation_store) == {"completed": 72}
     with psycopg.connect(legacy_db) as conn:
         conversations = {r[0] for r in conn.execute("SELECT id FROM conversations")}
         jobs = conn.execute("SELECT count(*) FROM batch_jobs WHERE shared_parameters ? 'topics'").fetchone()[0]

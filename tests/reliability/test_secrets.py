@@ -1,6 +1,8 @@
-"""Secrets: with a password in DATABASE_URL (trust auth ignores it, so it still connects) and an API key in the
-environment, neither is written anywhere: output, the Dagster instance (runs, event log, metadata), the files."""
+"""Secrets: with a password in DATABASE_URL (trust auth ignores it, so it still connects), an API key and AWS
+credentials in the environment, none is written anywhere: output, the Dagster instance (runs, event log,
+metadata), the database, the conversation files in a folder or in the bucket on a real S3 server on loopback."""
 
+import os
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -8,6 +10,8 @@ import dagster as dg
 import psycopg
 import pytest
 
+from resources.conversation_store import ConversationStore
+from tests.conftest import AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
 from tests.reliability.conftest import finished
 
 PASSWORD = "pw-S3cr3t@x/y"  # percent-encoded in the URL; both spellings are searched for
@@ -22,15 +26,22 @@ def with_password(dsn: str) -> str:
 
 
 def _leaks(texts: dict[str, str]) -> list[str]:
-    secrets = [PASSWORD, quote(PASSWORD, safe=""), API_KEY]
+    secrets = [PASSWORD, quote(PASSWORD, safe=""), API_KEY, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+               quote(AWS_SECRET_ACCESS_KEY, safe="")]
     return [f"{where}: {secret}" for where, text in texts.items() for secret in secrets if secret in text]
 
 
-def _everything_written(*folders: Path) -> dict[str, str]:
-    """Every file under the folders (SQLite storage included, byte for byte), and the instance's own records."""
-    texts = {str(p): p.read_bytes().decode("latin-1") for folder in folders if folder.exists()
-             for p in folder.rglob("*") if p.is_file()}
-    home = folders[0]
+def _everything_written(home: Path, store: ConversationStore, dsn: str) -> dict[str, str]:
+    """Every file of the instance (SQLite storage included, byte for byte), its own records, every stored
+    conversation object, and the database's batch jobs, items and conversations."""
+    texts = {str(p): p.read_bytes().decode("latin-1") for p in home.rglob("*") if p.is_file()}
+    with psycopg.connect(dsn) as conn:
+        owners = [str(o) for (o,) in conn.execute(
+            "SELECT DISTINCT created_by FROM batch_jobs WHERE created_by IS NOT NULL")]
+        for table in ("batch_jobs", "batch_items", "conversations"):
+            texts[f"table {table}"] = str(conn.execute(f"SELECT json_agg(t)::text FROM {table} t").fetchone()[0])
+    texts |= {f"object {key}": store.read_bytes(key).decode("latin-1")  # all the owners' objects, orphans included
+              for owner in owners for key in store.keys_under(owner)}
     with dg.DagsterInstance.from_config(str(home)) as instance:
         for run in instance.get_runs():
             records = instance.get_records_for_run(run.run_id).records
@@ -44,13 +55,17 @@ def _everything_written(*folders: Path) -> dict[str, str]:
 
 @pytest.fixture
 def secret_env(cli_env) -> dict[str, str]:
-    return {**cli_env, "ANTHROPIC_API_KEY": API_KEY}
+    return {**cli_env, "ANTHROPIC_API_KEY": API_KEY,
+            "AWS_ACCESS_KEY_ID": AWS_ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": AWS_SECRET_ACCESS_KEY}
 
 
 @pytest.mark.slow
-def test_a_run_end_to_end_and_its_failures_write_no_secret(legacy_db, secret_env, processes, tmp_path):
+def test_a_run_end_to_end_and_its_failures_write_no_secret(legacy_db, secret_env, conversation_store, processes,
+                                                           tmp_path):
+    store_env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}  # the S3 server's, when it is S3
+    secret_env |= {**store_env, "CONVERSATION_STORE": conversation_store.location()}
     env = {**secret_env, "DATABASE_URL": with_password(legacy_db)}
-    home, store = Path(env["DAGSTER_HOME"]), Path(env["CONVERSATION_STORE"])
+    home = Path(env["DAGSTER_HOME"])
     outputs = {}
 
     def bulkgen(name: str, *args: str, code: int, environment: dict = env) -> str:
@@ -73,7 +88,7 @@ def test_a_run_end_to_end_and_its_failures_write_no_secret(legacy_db, secret_env
     bulkgen("run", "run", "--topics", "ignored_401k,esg_investing", code=0)
     bulkgen("unknown topic", "run", "--topics", "nope", code=2)
 
-    written = _everything_written(home, store)
+    written = _everything_written(home, conversation_store, legacy_db)
     assert len([k for k in written if k.startswith("run ")]) == 2 and any(p.endswith(".json") for p in written)
     assert "topic_conversations" in "".join(written.values())  # what was searched holds what the runs wrote
     assert _leaks(outputs | written) == []

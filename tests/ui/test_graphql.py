@@ -176,7 +176,7 @@ def assert_legacy_audit(webserver, run_ids: list[str], *, fixed_in_run: bool = F
         (table, "status", "rejected_values", frozenset(LEGACY_FAILED_CHECKS[f"{table}_status_accepts_code_values"]))
         for table in ("batch_jobs", "batch_items")
     }
-    assert ("batch_checkpoints", None, "unused_table") in {(r["table"], r["column"], r["kind"]) for r in rows}
+    assert ("batch_checkpoints", None, "uncontracted_table") in {(r["table"], r["column"], r["kind"]) for r in rows}
     assert entries["error_findings"]["intValue"] == len(errors)
     assert entries["dagster/row_count"]["intValue"] == len(rows)
     assert entries["findings"]["__typename"] == "MarkdownMetadataEntry"

@@ -130,9 +130,10 @@ def test_on_a_production_like_schema_the_only_error_is_the_true_refusal(fixed_db
     assert all("not named by the code" not in (f.expected + f.actual) for f in findings)
 
     assert main(["audit", "--database-url", fixed_db]) == 1
-    table = capsys.readouterr().out
-    assert len(table.splitlines()) < 24  # a screenful, with its one error on the first row
-    assert table.splitlines()[2].startswith("| error | batch_items | status | rejected_values |")
+    named, *table = capsys.readouterr().out.splitlines()
+    assert named.startswith("== database: ")
+    assert len(table) < 24  # a screenful, with its one error on the first row
+    assert table[2].startswith("| error | batch_items | status | rejected_values |")
     assert main(["audit", "--database-url", fixed_db, "--format", "json"]) == 1
     listed = json.loads(capsys.readouterr().out)["findings"]
     wide = next(f for f in listed if f["table"] == "conversations" and f["kind"] == "uncontracted_columns")

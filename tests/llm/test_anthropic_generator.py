@@ -18,10 +18,10 @@ from resources.anthropic_generator import (
     AnthropicGenerationError,
     AnthropicGenerator,
     InvalidReply,
-    RateLimiter,
     parse_conversation,
     render_prompt,
 )
+from resources.limits import RateLimiter
 from resources.generators import GENERATORS, ConversationRequest, GenerationError, Usage
 from tests.generation.conftest import fixed_db, fixed_template, store  # noqa: F401 (fixtures: a fixed database, a store)
 from tests.llm.fake_anthropic import (
@@ -63,8 +63,7 @@ def generator_for(fake):
     made = []
 
     def make(**config) -> AnthropicGenerator:
-        defaults = dict(api_key=KEY, base_url=fake.url, requests_per_minute=None, timeout_s=5.0,
-                        backoff_base_s=0.05, backoff_cap_s=0.2)
+        defaults = dict(api_key=KEY, base_url=fake.url, requests_per_minute=None, timeout_s=5.0)
         made.append(AnthropicGenerator(**(defaults | config)))
         return made[-1]
 
@@ -113,21 +112,20 @@ def test_rows_with_only_some_columns_still_make_a_prompt_and_a_conversation(fake
 def test_a_429_waits_for_its_retry_after_then_succeeds(fake, generator_for, caplog):
     caplog.set_level(logging.WARNING, logger="resources.anthropic_generator")
     fake.script(rate_limited(retry_after="1"))
-    conversation = generator_for(backoff_base_s=0.01).generate(request())
+    conversation = generator_for().generate(request())
 
     first, second = fake.requests
-    assert 1.0 <= second.arrived - first.arrived < 1.6  # retry-after, not the 10 ms backoff
+    assert 1.0 <= second.arrived - first.arrived  # retry-after, not the SDK's first backoff (at most 0.5 s)
     assert conversation.usage.requests == 2 and conversation.usage.replies == 1
-    assert "HTTP 429 rate_limit_error: Number of request tokens" in caplog.text and "retry 1 of 4" in caplog.text
+    assert "HTTP 429 rate_limit_error: Number of request tokens" in caplog.text and "(attempt 1 of 5)" in caplog.text
 
 
 def test_529_and_500_back_off_exponentially_then_succeed(fake, generator_for):
     fake.script(overloaded(), server_error())
-    conversation = generator_for(backoff_base_s=0.2, backoff_cap_s=5).generate(request())
+    conversation = generator_for().generate(request())
 
     first, second, third = (r.arrived for r in fake.requests)
-    assert 0.1 <= second - first < 0.5  # 0.2 s, jittered down to half
-    assert 0.2 <= third - second < 0.8  # doubled
+    assert third - second > second - first  # the SDK's backoff doubles (0.375-0.5 s, then 0.75-1 s)
     assert conversation.usage.requests == 3 and conversation.usage.replies == 1
 
 
@@ -163,7 +161,7 @@ def test_connection_errors_are_retried_then_reported():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     generator = AnthropicGenerator(api_key=KEY, base_url=f"http://127.0.0.1:{port}", requests_per_minute=None,
-                                   max_retries=2, backoff_base_s=0.01)
+                                   max_retries=2)
     with pytest.raises(AnthropicGenerationError, match=r"^connection failed: .+\(gave up after 3 attempts\)$") as failed:
         generator.generate(request())
     assert failed.value.usage == Usage(requests=3)
@@ -202,17 +200,24 @@ def test_requests_per_minute_spread_calls_across_threads_and_generators(fake, ge
     assert arrivals[-1] < 3.0, arrivals
 
 
-def test_tokens_per_minute_charge_what_the_api_counted():
-    limiter = RateLimiter(requests_per_minute=None, tokens_per_minute=600)  # 10 a second, a bucket of 10
-    assert limiter.acquire(5) < 0.01
-    limiter.settle(reserved=5, used=15)  # the reply was bigger than the reservation: 10 more taken
-    assert 0.95 <= limiter.acquire(5) < 1.5  # from -5 back up to 5 at 10 a second
+def test_output_tokens_per_minute_charge_what_the_api_counted():
+    limiter = RateLimiter(None, None, 600)  # output: 10 a second, a bucket of 10
+    assert limiter.acquire(1000, 5) < 0.01  # input tokens are not limited
+    limiter.settle(reserved=(1000, 5), used=(1000, 15))  # the reply was bigger than the reservation: 10 more taken
+    assert 0.95 <= limiter.acquire(0, 5)  # from -5 back up to 5 at 10 a second
+
+
+def test_input_tokens_are_limited_apart_from_output_tokens():
+    limiter = RateLimiter(None, 600, 6000)
+    limiter.acquire(10, 10)
+    assert limiter.acquire(0, 90) < 0.01  # the output bucket (100 a second) still has room
+    assert 0.95 <= limiter.acquire(10, 0)  # the input bucket waits a second for its 10
 
 
 def test_a_retry_after_pauses_every_caller():
-    limiter = RateLimiter(requests_per_minute=None, tokens_per_minute=None)
+    limiter = RateLimiter(None, None, None)
     limiter.pause(0.3)
-    assert 0.28 <= limiter.acquire(1) < 0.8
+    assert 0.28 <= limiter.acquire(1, 1)
 
 
 @pytest.mark.parametrize("flaw, reason", [

@@ -81,7 +81,7 @@ def test_run_generates_a_topic_end_to_end_and_the_key_is_nowhere(legacy_db, fake
              for p in folder.rglob("*") if p.is_file()}
     assert [where for where, text in seen.items() if KEY in text] == []
     # What was searched holds what was written: the metadata, the generator's warnings, the SDK's debug logging.
-    assert "cost_usd" in stored and "retry 1 of 4" in stored and "invalid reply 1 of 2" in stored
+    assert "cost_usd" in stored and "(attempt 1 of 5)" in stored and "invalid reply 1 of 2" in stored
     assert "Request options" in done.stderr
 
 

@@ -11,6 +11,10 @@ so commits grow with throughput instead of costing a transaction per item.
 
 A metered generator estimates the queued items' usage before the first one starts, and every
 outcome carries what its item was billed, so the job's estimated and actual cost can be compared.
+With a budget (`max_cost_usd`), an item starts only while the run's cost stays within it
+(`budget.py`); once it would not, no further item starts and the job's remaining items stay
+`queued` for a later run. A generator in batch mode sends the items through the Message Batches
+API instead of the threads (`message_batches.py`), recording each result the same way.
 
 Once an item fails under `error_handling = 'stop'`, or the run is interrupted (Ctrl-C, Dagster
 terminating the run), no further item starts: those already running are recorded and the
@@ -46,7 +50,9 @@ from assets.generation.batch import (
     start_job,
     unlock_job,
 )
+from assets.generation.budget import Budget
 from assets.generation.faults import fault_point
+from assets.generation.message_batches import process_in_batches
 from assets.generation.scaffolding import JobRows, load_job_rows, load_scaffolding
 from pipelines.partitions import topic_partition_key
 from resources.conversation_store import ConversationStore
@@ -77,6 +83,12 @@ class GenerationResult:
     preview: dict | None  # one conversation this run wrote, as stored
     estimated_usage: Usage | None  # for the items queued when this run started; None: the generator bills nothing
     usage: Usage  # what this run's items were billed, failed items included
+    budget: Budget | None = None  # the run's spending limit and what it was billed; None: no limit
+    items_left_queued: int = 0  # left for a later run: the budget was reached
+
+    @property
+    def budget_reached(self) -> bool:
+        return self.budget is not None and self.budget.reached
 
     @property
     def throughput(self) -> float:
@@ -93,8 +105,10 @@ def generate_conversations(
     *,
     label: str,
     log: Callable[[str], None] = lambda _: None,
+    max_cost_usd: float | None = None,
 ) -> GenerationResult:
-    """Create (or resume) the batch job for `topic_keys` and process it to a final status.
+    """Create (or resume) the batch job for `topic_keys` and process it to a final status (or, when the budget
+    `max_cost_usd` is reached, leave its remaining items `queued`).
 
     `conn` must be in autocommit mode: every step commits on its own. The gate is the caller's.
     """
@@ -108,13 +122,14 @@ def generate_conversations(
     try:
         # A resumed job's items keep the rows they were made from, which may since have been deactivated.
         rows = load_job_rows(conn, job.id) if job.resumed else JobRows.of(scaffolding)
-        return _process(conn, job, rows, generator, store)
+        return _process(conn, job, rows, generator, store, Budget(max_cost_usd, generator.cost), log)
     finally:
         if not conn.broken:
             unlock_job(conn, job.id)
 
 
-def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationStore) -> GenerationResult:
+def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationStore, budget: Budget,
+             log: Callable[[str], None]) -> GenerationResult:
     estimated = _estimate(conn, job.id, rows, generator)
     start_job(conn, job.id)
     fault_point("started")
@@ -122,15 +137,22 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     halt = threading.Event()  # once set, no item starts: a failure under 'stop', or an interrupt
     if stop_on_failure and job.failed_before:
         halt.set()
-    workers = _Workers(job.settings.concurrent_processing if generator.waits else 1,  # a bound, not a quota
-                       _Producer(job.id, rows, generator, store, halt, stop_on_failure))
-    interrupt, exhausted = None, False
+    batched = getattr(generator, "batched", False)
+    producer = _Producer(job.id, rows, generator, store, halt, stop_on_failure, budget)
+    workers = _Workers(0 if batched else job.settings.concurrent_processing if generator.waits else 1,  # a bound
+                       producer)
+    interrupt, exhausted, stopped_outside = None, False, False
     in_flight = processed = succeeded = 0  # in flight: handed to the workers, outcome not yet back
     usage = Usage()
     preview_path = None
     started = time.monotonic()
     try:
-        while True:
+        if batched:  # the Message Batches API takes the items instead of the threads below
+            tally = process_in_batches(conn, job, producer, generator, budget, stop_on_failure=stop_on_failure,
+                                       log=log)
+            processed, succeeded, usage, preview_path = tally.processed, tally.succeeded, tally.usage, tally.preview_path
+            interrupt, stopped_outside = tally.interrupt, tally.stopped_outside
+        while not batched:
             try:
                 if interrupt is not None:  # what was handed out is all back once the threads have ended
                     finished, in_flight = workers.drain(), 0
@@ -181,7 +203,14 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     # from a write that failed half way (its item failed); otherwise every file written has its row.
     if job.resumed or processed > succeeded:
         store.prune(str(job.id), conversation_files(conn, job.id))  # before the job is final: a kill after leaves none
-    status = finish_job(conn, job.id, stopped=stopped, cancelled=interrupt is not None)
+    left_queued = 0
+    if budget.reached and interrupt is None and not stopped:
+        requeue_job(conn, job.id)  # what the budget kept from starting waits for a later run
+        status = "queued"
+        left_queued = job_summary(conn, job.id)["items_by_status"].get("queued", 0)
+        log(f"{budget.describe()}: {left_queued} item(s) left queued for a later run (not failures)")
+    else:
+        status = finish_job(conn, job.id, stopped=stopped, cancelled=interrupt is not None or stopped_outside)
     fault_point("finished")
     if interrupt is not None:
         raise interrupt
@@ -196,6 +225,8 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
         preview=store.read(preview_path) if preview_path else None,
         estimated_usage=estimated,
         usage=usage,
+        budget=budget if budget.max_cost_usd is not None else None,
+        items_left_queued=left_queued,
     )
 
 
@@ -301,10 +332,10 @@ class _Producer:
     """
 
     def __init__(self, job_id: UUID, rows: JobRows, generator: ConversationGenerator, store: ConversationStore,
-                 halt: threading.Event, stop_on_failure: bool):
+                 halt: threading.Event, stop_on_failure: bool, budget: Budget):
         self.job_id = str(job_id)
         self.rows, self.generator, self.store = rows, generator, store
-        self.halt, self.stop_on_failure = halt, stop_on_failure
+        self.halt, self.stop_on_failure, self.budget = halt, stop_on_failure, budget
         # Each row as the files show it.
         self.personas = {k: _pick(r, "id", "persona_key", "name", "archetype") for k, r in rows.personas.items()}
         self.arcs = {k: _pick(r, "id", "arc_key", "name", "starting_emotion", "ending_emotion")
@@ -312,14 +343,23 @@ class _Producer:
         self.topics = {k: _pick(r, "id", "topic_key", "name", "category") for k, r in rows.topics.items()}
 
     def __call__(self, item: Item) -> Outcome | None:
-        """None when the job halted before the item started: it stays claimed until the job cancels it."""
+        """None when the job halted, or the budget closed, before the item started: it stays claimed until the job
+        cancels or requeues it."""
         if self.halt.is_set():
             return None
+        return self.produce(item, self._generate_within_budget)
+
+    def request(self, item: Item) -> ConversationRequest:
+        """What the item asks of the generator; KeyError when a row it was made from is gone."""
+        return _request(item, self.rows)
+
+    def produce(self, item: Item, generate: Callable[[ConversationRequest], GeneratedConversation]) -> Outcome | None:
+        """The item's outcome: its conversation from `generate`, validated and stored, or the reason it has none."""
         p = item.parameters
         generated = None
         try:
             request = _request(item, self.rows)
-            generated = self.generator.generate(request)
+            generated = generate(request)
             _check_turns(generated)
             conversation_id = uuid5(CONVERSATION_NAMESPACE, str(item.id))
             path = (f"{self.job_id}/{item.position:05d}-{topic_partition_key(p['topic_key'])}"
@@ -339,6 +379,9 @@ class _Producer:
             }
             size = self.store.write(path, document, raw=generated.raw)
             fault_point("written")  # the file is stored, its item not yet completed
+        except _OverBudget:
+            self.halt.set()
+            return None
         except Exception as exc:
             if self.stop_on_failure:
                 self.halt.set()
@@ -360,6 +403,26 @@ class _Producer:
             file_path=path,
             file_size=size,
         ), usage=generated.usage)
+
+
+    def _generate_within_budget(self, request: ConversationRequest) -> GeneratedConversation:
+        reserved = self.budget.reserve(self.generator.estimate_usage(request))
+        if reserved is None:
+            raise _OverBudget
+        billed = None
+        try:
+            generated = self.generator.generate(request)
+            billed = generated.usage
+            return generated
+        except GenerationError as exc:
+            billed = exc.usage
+            raise
+        finally:
+            self.budget.settle(reserved, billed)
+
+
+class _OverBudget(Exception):
+    """The item would take the run past its budget: it does not start."""
 
 
 def _request(item: Item, rows: JobRows) -> ConversationRequest:

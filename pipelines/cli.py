@@ -84,10 +84,13 @@ def _generation_run(args: argparse.Namespace, database: TargetDatabase, job_name
     if requested == []:
         raise CannotRun("no topics selected: pass --topics k1,k2 or --all")
     settings = _generator_settings(args)
+    if args.max_cost_usd is not None and args.max_cost_usd <= 0:
+        raise CannotRun("--max-cost-usd must be more than 0")
+    config = {"max_cost_usd": args.max_cost_usd} if args.max_cost_usd is not None else {}
     _dagster_home()
     with dg.DagsterInstance.get() as instance:
         tags = _topic_range(instance, database, requested, gate_first=gate_first)
-        result = _execute(instance, job_name, args.generator, tags=tags, settings=settings)
+        result = _execute(instance, job_name, args.generator, tags=tags, settings=settings, generation=config)
     print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}): {job_name}")
     materializations = result.asset_materializations_for_node("topic_conversations")
     if not result.success or not materializations:
@@ -99,19 +102,24 @@ def _generation_run(args: argparse.Namespace, database: TargetDatabase, job_name
         print(f"   cost ${metadata['cost_usd'].value:.4f} (estimated ${metadata['estimated_cost_usd'].value:.4f}): "
               f"{metadata['input_tokens'].value} input and {metadata['output_tokens'].value} output tokens, "
               f"{metadata['api_requests'].value} API requests")
+    if "budget_reached" in metadata and metadata["budget_reached"].value:
+        print(f"   budget of ${metadata['max_cost_usd'].value:.4f} reached: {metadata['items_left_queued'].value} "
+              "item(s) left queued for a later run")
     return EXIT_OK
 
 
-ANTHROPIC_FLAGS = ("model", "requests_per_minute", "tokens_per_minute")
+ANTHROPIC_FLAGS = ("model", "requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute")
 
 
 def _generator_settings(args: argparse.Namespace) -> dict:
     """The generator's settings given as flags. The Anthropic generator's API key is never one: it stays an
     EnvVar (Dagster records only the name) read from ANTHROPIC_API_KEY, and the SDK reads ANTHROPIC_BASE_URL."""
     settings = {name: getattr(args, name) for name in ANTHROPIC_FLAGS if getattr(args, name) is not None}
+    settings |= {"mode": "batch"} if args.batch else {}
     if args.generator != "anthropic":
         if settings:
-            raise CannotRun(f"--{next(iter(settings)).replace('_', '-')} is for --generator anthropic")
+            flag = "batch" if "mode" in settings else next(iter(settings)).replace("_", "-")
+            raise CannotRun(f"--{flag} is for --generator anthropic")
     elif not os.environ.get("ANTHROPIC_API_KEY"):
         raise CannotRun("--generator anthropic needs the API key in ANTHROPIC_API_KEY")
     return settings
@@ -138,7 +146,8 @@ def _topic_range(instance, database: TargetDatabase, requested: list[str] | None
     return {"dagster/asset_partition_range_start": key_range.start, "dagster/asset_partition_range_end": key_range.end}
 
 
-def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], settings: dict | None = None):
+def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], settings: dict | None = None,
+             generation: dict | None = None):
     from pipelines.definitions import defs
     from resources.database import target_database
 
@@ -147,7 +156,8 @@ def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], s
         tags=tags,
         resources={"database": target_database(), "generator": GENERATORS[generator](**(settings or {}))},
         # A failed step's error is printed on one line by the caller; its stack trace stays in the run's event log.
-        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
+                    **({"ops": {"topic_conversations": {"config": generation}}} if generation else {})},
         raise_on_error=False,
     )
 
@@ -314,8 +324,16 @@ def _parser() -> argparse.ArgumentParser:
         llm.add_argument("--model", help="Claude model id (default: the generator's)")
         llm.add_argument("--requests-per-minute", type=int, metavar="N",
                          help="requests per minute for the whole run (default: the generator's; 0: no limit)")
-        llm.add_argument("--tokens-per-minute", type=int, metavar="N",
-                         help="input plus output tokens per minute for the whole run (default: no limit)")
+        llm.add_argument("--input-tokens-per-minute", type=int, metavar="N",
+                         help="input tokens per minute for the whole run (default: no limit)")
+        llm.add_argument("--output-tokens-per-minute", type=int, metavar="N",
+                         help="output tokens per minute for the whole run (default: no limit)")
+        llm.add_argument("--batch", action="store_true",
+                         help="send the requests through the Message Batches API (half the price; the run waits for "
+                              "its batches, and a run of the same topics re-attaches to them)")
+        sub.add_argument("--max-cost-usd", type=float, metavar="USD",
+                         help="most this run may spend with a metered generator; the items that would pass it stay "
+                              "queued for a later run")
     return parser
 
 

@@ -20,7 +20,7 @@ same topics re-attaches to the recorded batches and never submits an item twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -65,12 +65,11 @@ def process_in_batches(conn: psycopg.Connection, job: BatchJob, producer, genera
     if live:
         log(f"re-attached to message batch(es) {', '.join(sorted(live))}: their items are not submitted again")
     wait = generator.batch_poll_s
+    shown: dict[str, str] = {}  # the progress last logged per batch
     try:
         while True:
             if not (producer.halt.is_set() or budget.reached):
-                for batch_id, reserved in _submit(conn, job.id, producer, generator, budget, tally, log):
-                    live[batch_id] = reserved
-                    tally.submitted += 1
+                _submit(conn, job.id, producer, generator, budget, tally, live, log)
             if not live:
                 return tally
             sleep(wait)
@@ -78,8 +77,11 @@ def process_in_batches(conn: psycopg.Connection, job: BatchJob, producer, genera
             for batch_id in list(live):
                 batch = generator.retrieve_batch(batch_id)
                 c = batch.request_counts
-                log(f"message batch {batch_id} {batch.processing_status}: {c.processing} processing, "
-                    f"{c.succeeded} succeeded, {c.errored} errored, {c.expired} expired, {c.canceled} canceled")
+                progress = (f"message batch {batch_id} {batch.processing_status}: {c.processing} processing, "
+                            f"{c.succeeded} succeeded, {c.errored} errored, {c.expired} expired, {c.canceled} canceled")
+                if shown.get(batch_id) != progress:  # said when it changes, not at every poll
+                    log(shown.setdefault(batch_id, progress) if batch_id not in shown else progress)
+                    shown[batch_id] = progress
                 if batch.processing_status == "ended":
                     _collect(conn, job.id, batch_id, live.pop(batch_id), producer, generator, budget, tally,
                              stop_on_failure=stop_on_failure, log=log)
@@ -105,9 +107,10 @@ def _live_batches(conn: psycopg.Connection, job_id: UUID) -> dict[str, float]:
             if not info.get("collected")}
 
 
-def _submit(conn, job_id: UUID, producer, generator, budget: Budget, tally: BatchTally,
-            log) -> Iterable[tuple[str, float]]:
-    """Claim the queued items no live batch holds and submit them, batch by batch, while the budget allows."""
+def _submit(conn, job_id: UUID, producer, generator, budget: Budget, tally: BatchTally, live: dict[str, float],
+            log) -> None:
+    """Claim the queued items no live batch holds and submit them, batch by batch, while the budget allows; each
+    batch joins `live` as soon as it exists, so that an interrupt from then on cancels it."""
     while items := _claim_unbatched(conn, job_id, generator.max_requests_per_batch):
         requests, sent, reserved, refused = [], [], 0.0, []
         for item in items:
@@ -134,6 +137,8 @@ def _submit(conn, job_id: UUID, producer, generator, budget: Budget, tally: Batc
             _requeue(conn, job_id, [i.id for i in sent])
             budget.settle(reserved, None)
             raise
+        live[batch_id] = reserved
+        tally.submitted += 1
         attempts = [int(i.parameters.get("batch_attempt", 0)) + 1 for i in sent]
         with conn.transaction():
             conn.execute(
@@ -150,7 +155,6 @@ def _submit(conn, job_id: UUID, producer, generator, budget: Budget, tally: Batc
             )
         log(f"submitted message batch {batch_id}: {len(sent)} request(s) (sends {min(attempts)} to {max(attempts)}"
             f" of at most {generator.batch_attempts}), estimated ${reserved:.4f}")
-        yield batch_id, reserved
         if budget.reached:
             return
 

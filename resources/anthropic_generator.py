@@ -168,6 +168,7 @@ class AnthropicGenerator(ConversationGenerator):
     _client: anthropic.Anthropic | None = PrivateAttr(default=None)
     _client_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _call: _Call = PrivateAttr(default_factory=_Call)
+    _replies: list[int] = PrivateAttr(default_factory=lambda: [0, 0])  # replies seen, their output tokens
 
     @property
     def name(self) -> str:
@@ -252,10 +253,14 @@ class AnthropicGenerator(ConversationGenerator):
 
         client = self._sdk_client()
         estimate = self.estimate_usage(request)
+        # Output tokens are reserved at the mean reply seen so far (the estimate until there is one): a reservation
+        # far above what replies take would hold back calls the limit allows until each reply settles it.
+        seen, output_tokens = self._replies
+        reserved = (estimate.input_tokens, output_tokens // seen if seen else estimate.output_tokens)
         call = self._call
         call.limiter = shared_limiter(str(client.base_url), self.model, self.requests_per_minute,
                                       self.input_tokens_per_minute, self.output_tokens_per_minute)
-        call.reserved, call.attempts, call.label = (estimate.input_tokens, estimate.output_tokens), 0, request.seed
+        call.reserved, call.attempts, call.label = reserved, 0, request.seed
         try:
             message = client.messages.create(**self._parameters(system, user))
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
@@ -269,8 +274,10 @@ class AnthropicGenerator(ConversationGenerator):
         used = _usage_of(message, requests=call.attempts)
         shared_limiter(str(client.base_url), self.model, self.requests_per_minute, self.input_tokens_per_minute,
                        self.output_tokens_per_minute).settle(
-            (estimate.input_tokens, estimate.output_tokens),
-            (used.input_tokens + used.cache_creation_input_tokens, used.output_tokens))
+            reserved, (used.input_tokens + used.cache_creation_input_tokens, used.output_tokens))
+        with self._client_lock:
+            self._replies[0] += 1
+            self._replies[1] += used.output_tokens
         return message, usage + used
 
     def _attempt(self, request, call_next):

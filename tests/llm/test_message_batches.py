@@ -172,15 +172,15 @@ def test_a_job_stopped_from_outside_cancels_its_batches(fixed_db, store, fake, b
 def test_a_budget_submits_only_what_fits_and_the_rest_stays_queued(fixed_db, store, fake, batch_generator):
     generator = batch_generator()
     with psycopg.connect(fixed_db, autocommit=True) as conn:
-        one_item = generator.cost(generator.estimate_usage(_any_request(conn)))
-    result = _generate(fixed_db, generator, store, max_cost_usd=one_item * 10.5)
+        limit = sum(_item_costs(conn, generator)) * 0.45  # about 10 of the 24 items
+    result = _generate(fixed_db, generator, store, max_cost_usd=limit)
 
     [batch] = fake.batches.values()
     assert result.status == "queued" and result.budget_reached and 0 < len(batch.requests) < 24
     assert result.succeeded == len(batch.requests) and result.items_left_queued == 24 - len(batch.requests)
     statuses = [status for status, *_ in _items(fixed_db).values()]
     assert statuses.count("queued") == 24 - len(batch.requests) and "failed" not in statuses
-    assert result.budget.billed_usd <= one_item * 10.5
+    assert 0 < result.budget.billed_usd <= limit
 
     again = _generate(fixed_db, generator, store)  # a later run, without a limit, finishes the job
     assert again.job.resumed and again.status == "completed"
@@ -188,14 +188,15 @@ def test_a_budget_submits_only_what_fits_and_the_rest_stays_queued(fixed_db, sto
     assert sum(len(b.requests) for b in fake.batches.values()) == 24  # no item sent twice
 
 
-def _any_request(conn):
+def _item_costs(conn, generator) -> list[float]:
+    """The estimated cost of each of TOPIC's 24 items, as the budget reserves it."""
     from resources.generators import ConversationRequest
 
-    row = lambda query, *args: conn.cursor(row_factory=psycopg.rows.dict_row).execute(query, args).fetchone()
-    arc = row("SELECT * FROM emotional_arcs ORDER BY typical_turn_count_max DESC NULLS LAST LIMIT 1")
-    return ConversationRequest(persona=row("SELECT * FROM personas ORDER BY length(description) DESC LIMIT 1"),
-                               arc=arc, topic=row("SELECT * FROM training_topics WHERE topic_key = %s", TOPIC),
-                               tier="template", seed="estimate")
+    rows = lambda query, *args: conn.cursor(row_factory=psycopg.rows.dict_row).execute(query, args).fetchall()
+    [topic] = rows("SELECT * FROM training_topics WHERE topic_key = %s", TOPIC)
+    return [generator.cost(generator.estimate_usage(ConversationRequest(persona, arc, topic, "template", "estimate")))
+            for persona in rows("SELECT * FROM personas WHERE is_active")
+            for arc in rows("SELECT * FROM emotional_arcs WHERE is_active")]
 
 
 def _wait_for(condition, timeout: float = 30) -> None:

@@ -1,7 +1,8 @@
 """`python -m bench`: every figure of the benchmark suite in one run, on an embedded PostgreSQL of its own.
 
-Prints a Markdown table and writes bench/results.json: the nine figures as top-level keys, and
-under "raw" the measurements they come from and the machine they ran on.
+Prints a Markdown table and writes bench/results.json (or --output FILE): the figures as top-level keys,
+and under "raw" the measurements they come from and the machine they ran on. `--only llm` (or any other
+step's name, comma-separated) measures only those steps' figures.
 """
 
 from __future__ import annotations
@@ -29,14 +30,32 @@ FIGURES = {
     "seed_sql_max_exclusive_lock_ms": ("longest ACCESS EXCLUSIVE on batch_jobs, seed SQL", "report", None),
     "audit_scale_ratio": ("audit time with ÷ without the unrelated tables", "≤ 1.5", lambda v: v <= 1.5),
     "llm_concurrency_efficiency": ("achieved ÷ ideal items/s, LLM generator", "≥ 0.9", lambda v: v >= 0.9),
+    "llm_batch_cost_ratio": ("cost through message batches ÷ through messages", "≤ 0.55", lambda v: v <= 0.55),
+    "llm_rate_limit_utilization": ("items/s ÷ the enforced limits' ceiling, 60 s", "≥ 0.9", lambda v: v >= 0.9),
+    "llm_failed_items": ("items failed in the LLM runs", "0", lambda v: v == 0),
     "dagster_overhead_s": ("Dagster run − direct call, 20 topics (s)", "≤ 1.0", lambda v: v <= 1.0),
     "dagster_overhead_s_200": ("Dagster run − direct call, 200 topics (s)", "≤ 2.0", lambda v: v <= 2.0),
     "demo_wall_s": ("`bulkgen demo` from a stopped database (s)", "report", None),
 }
 
 
+STEPS = ("audit", "generation", "migration", "llm", "dagster", "demo")
+STEP_FIGURES = {  # which figures each step measures
+    "audit": ["audit_scale_ratio"],
+    "generation": ["generation_vs_io_floor"],
+    "migration": ["migration_max_exclusive_lock_ms", "migration_writer_errors", "seed_sql_max_exclusive_lock_ms"],
+    "llm": ["llm_concurrency_efficiency", "llm_batch_cost_ratio", "llm_rate_limit_utilization", "llm_failed_items"],
+    "dagster": ["dagster_overhead_s", "dagster_overhead_s_200"],
+    "demo": ["demo_wall_s"],
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    only = [s.strip() for s in args.only.split(",")] if args.only else list(STEPS)
+    if unknown := [s for s in only if s not in STEPS]:
+        _parser().error(f"--only: no step {unknown[0]!r} (steps: {', '.join(STEPS)})")
+    wanted = [f for step in only for f in STEP_FIGURES[step]]
     started = time.perf_counter()
     root = Path(os.environ.get("BENCH_TMPDIR") or "/tmp") / f"bulkgen-bench-{os.getpid()}"
     atexit.register(shutil.rmtree, root, ignore_errors=True)  # registered first: runs after the server stops
@@ -46,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(root / "pgdata")
     _say(f"embedded PostgreSQL {server.version}; templates ...")
     topics = max(-(-args.generation_items // ITEMS_PER_TOPIC), args.dagster_topics_200, args.dagster_topics,
-                 -(-args.llm_items // ITEMS_PER_TOPIC))
+                 -(-max(args.llm_items, args.llm_batch_items, int(args.llm_utilization_s * 10)) // ITEMS_PER_TOPIC))
     legacy = legacy_template(server, topics)
     fixed = fixed_template(server, legacy)
 
@@ -60,24 +79,25 @@ def main(argv: list[str] | None = None) -> int:
         ("migration", lambda: migration.measure(server, legacy, rows=args.migration_rows,
                                                 writer_interval_ms=args.writer_interval_ms)),
         ("llm", lambda: llm.measure(server, fixed, work, items=args.llm_items, concurrency=args.llm_concurrency,
-                                    latency_s=args.llm_latency_s)),
+                                    latency_s=args.llm_latency_s, batch_items=args.llm_batch_items,
+                                    utilization_s=args.llm_utilization_s)),
         ("dagster", lambda: orchestration.measure(server, fixed, work, topics=args.dagster_topics,
                                                   topics_200=args.dagster_topics_200, repeats=args.dagster_repeats)),
         ("demo", lambda: demo.measure(work)),
     ]
-    for name, run in steps:
+    for name, run in [(name, run) for name, run in steps if name in only]:
         _say(f"{name} ...")
         step_started = time.perf_counter()
         measured = run()
         raw[name] = {**measured.pop("raw"), "benchmark_s": round(time.perf_counter() - step_started, 1)}
         results.update(measured)
         _say("  " + ", ".join(f"{k} = {_fmt(v)}" for k, v in measured.items()))
-    if set(results) != set(FIGURES):
-        raise RuntimeError(f"figures missing or extra: {set(FIGURES) ^ set(results)}")
+    if set(results) != set(wanted):
+        raise RuntimeError(f"figures missing or extra: {set(wanted) ^ set(results)}")
     raw["machine"] = _machine(server.version, load_before)
     raw["sizes"] = vars(args) | {"out": str(args.out)}
     raw["total_s"] = round(time.perf_counter() - started, 1)
-    ordered = {key: results[key] for key in FIGURES}
+    ordered = {key: results[key] for key in FIGURES if key in results}
     args.out.write_text(json.dumps({**ordered, "raw": raw}, indent=2, default=str) + "\n")
     print(table(ordered))
     print(f"\n{machine_line(raw['machine'])}; {raw['total_s']:.0f} s in all. Written to {args.out}.")
@@ -87,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 def table(results: dict) -> str:
     lines = ["| figure | value | goal | met |", "|---|---|---|---|"]
     for key, (what, goal, met) in FIGURES.items():
+        if key not in results:
+            continue
         verdict = "report" if met is None else ("yes" if met(results[key]) else "**no**")
         lines.append(f"| `{key}` ({what}) | {_fmt(results[key])} | {goal} | {verdict} |")
     return "\n".join(lines)
@@ -130,10 +152,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-items", type=int, default=240)
     p.add_argument("--llm-concurrency", type=int, default=10, help="concurrent_processing (at most 10)")
     p.add_argument("--llm-latency-s", type=float, default=0.5)
+    p.add_argument("--llm-batch-items", type=int, default=1000, help="conversations priced in each mode")
+    p.add_argument("--llm-utilization-s", type=float, default=60.0, help="about how long the limited run lasts")
     p.add_argument("--dagster-topics", type=int, default=20)
     p.add_argument("--dagster-topics-200", type=int, default=200)
     p.add_argument("--dagster-repeats", type=int, default=3)
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--output", "--out", dest="out", type=Path, default=RESULTS, help="where the results go")
+    p.add_argument("--only", help=f"comma-separated steps to measure (default: all of {', '.join(STEPS)})")
     return p
 
 

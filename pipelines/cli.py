@@ -87,9 +87,15 @@ def _generation_run(args: argparse.Namespace, database: TargetDatabase, job_name
     if args.max_cost_usd is not None and args.max_cost_usd <= 0:
         raise CannotRun("--max-cost-usd must be more than 0")
     config = {"max_cost_usd": args.max_cost_usd} if args.max_cost_usd is not None else {}
+    if args.topics_per_run is not None and (args.topics_per_run < 1 or not args.submit):
+        raise CannotRun("--topics-per-run takes a number of at least 1, with --submit")
     _dagster_home()
     with dg.DagsterInstance.get() as instance:
+        if args.submit:
+            _queued(instance)
         tags = _topic_range(instance, database, requested, gate_first=gate_first)
+        if args.submit:
+            return _submit(instance, job_name, args, tags, settings, config)
         result = _execute(instance, job_name, args.generator, tags=tags, settings=settings, generation=config)
     print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}): {job_name}")
     materializations = result.asset_materializations_for_node("topic_conversations")
@@ -105,6 +111,37 @@ def _generation_run(args: argparse.Namespace, database: TargetDatabase, job_name
     if "budget_reached" in metadata and metadata["budget_reached"].value:
         print(f"   budget of ${metadata['max_cost_usd'].value:.4f} reached: {metadata['items_left_queued'].value} "
               "item(s) left queued for a later run")
+    return EXIT_OK
+
+
+def _queued(instance) -> None:
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
+        raise CannotRun("--submit needs an instance that queues runs (run_coordinator: QueuedRunCoordinator, as in "
+                        "deploy/dagster.yaml) and a running dagster-daemon")
+
+
+def _submit(instance, job_name: str, args: argparse.Namespace, tags: dict, settings: dict, config: dict) -> int:
+    """Queue one run per --topics-per-run topics of the selected range; the daemon launches them."""
+    import dagster as dg
+
+    from pipelines.partitions import topics
+    from pipelines.submit import run_config, runs_at_once, shared_limits, submit_runs
+
+    order = instance.get_dynamic_partitions(topics.name)
+    first, last = order.index(tags["dagster/asset_partition_range_start"]), order.index(
+        tags["dagster/asset_partition_range_end"])
+    keys = order[first:last + 1]
+    size = args.topics_per_run or len(keys)
+    ranges = [dg.PartitionKeyRange(chunk[0], chunk[-1]) for chunk in (keys[i:i + size] for i in range(0, len(keys), size))]
+    if args.generator == "anthropic":
+        defaults = {name: field.default for name, field in GENERATORS["anthropic"].model_fields.items()}
+        settings = shared_limits(settings, defaults, runs_at_once(instance, len(ranges)))
+    run_ids = submit_runs(instance, job_name, ranges, run_config(args.generator, settings, config))
+    for run_id, key_range in zip(run_ids, ranges):
+        print(f"== queued Dagster run {run_id}: {job_name} for topics {key_range.start} .. {key_range.end}")
+    print(f"   {len(run_ids)} run(s); the daemon launches them (the UI shows their progress)")
     return EXIT_OK
 
 
@@ -331,6 +368,12 @@ def _parser() -> argparse.ArgumentParser:
         llm.add_argument("--batch", action="store_true",
                          help="send the requests through the Message Batches API (half the price; the run waits for "
                               "its batches, and a run of the same topics re-attaches to them)")
+        sub.add_argument("--submit", action="store_true",
+                         help="queue the run(s) on the instance (the daemon launches them on its workers) instead of "
+                              "running here; the workers' DATABASE_URL and ANTHROPIC_API_KEY are used")
+        sub.add_argument("--topics-per-run", type=int, metavar="N",
+                         help="with --submit: one run per N topics, each its own batch job, run at once as the "
+                              "queue allows; each gets its share of the API limits")
         sub.add_argument("--max-cost-usd", type=float, metavar="USD",
                          help="most this run may spend with a metered generator; the items that would pass it stay "
                               "queued for a later run")

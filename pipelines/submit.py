@@ -22,7 +22,8 @@ LIMIT_SETTINGS = ("requests_per_minute", "input_tokens_per_minute", "output_toke
 
 def runs_at_once(instance: dg.DagsterInstance, runs: int) -> int:
     """How many of `runs` the instance's queue lets execute at the same time."""
-    limit = getattr(instance.run_coordinator, "max_concurrent_runs", None)
+    queue = instance.get_concurrency_config().run_queue_config
+    limit = queue.max_concurrent_runs if queue is not None else None
     return max(1, min(runs, limit) if limit is not None and limit >= 0 else runs)
 
 

@@ -12,6 +12,8 @@ generation asset also checks, itself:
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
 import psycopg
 from psycopg import sql
@@ -23,6 +25,7 @@ from assets.migration.asset import accepts_code_statuses, batch_jobs_status_cons
 
 FIX_ASSET = batch_jobs_status_constraint.key
 (FIX_CHECK,) = accepts_code_statuses.check_keys
+CHECK_WAIT_S = 120.0  # how long a concurrent run's fix may take to have its check evaluated
 WRITTEN_TABLES = ("batch_jobs", "batch_items", "conversations")
 PRIVILEGES = {  # what generation does to each table it touches
     "personas": "SELECT", "emotional_arcs": "SELECT", "training_topics": "SELECT",
@@ -81,20 +84,35 @@ def privilege_refusals(conn: psycopg.Connection, schema: str, tables: list[str])
     return problems
 
 
-def fix_refusal(instance: dg.DagsterInstance) -> str | None:
-    """Why the fix asset's latest materialization cannot be trusted, or None when its check passed on it."""
+def fix_refusal(instance: dg.DagsterInstance, *, wait_s: float = CHECK_WAIT_S) -> str | None:
+    """Why the fix asset's latest materialization cannot be trusted, or None when its check passed on it.
+
+    A materialization whose run is still going (a concurrent run of the chain) is waited for, up to
+    `wait_s`, until its check has evaluated it.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        reason, pending = _fix_verdict(instance)
+        if not pending or time.monotonic() > deadline:
+            return reason
+        time.sleep(0.5)
+
+
+def _fix_verdict(instance: dg.DagsterInstance) -> tuple[str | None, bool]:
+    """(why the fix cannot be trusted or None, whether the check may still evaluate its latest materialization)."""
     latest = instance.fetch_materializations(FIX_ASSET, limit=1).records
     if not latest:
-        return f"{FIX_ASSET.to_user_string()} has never been materialized (run the fix first: bulkgen run)"
+        return f"{FIX_ASSET.to_user_string()} has never been materialized (run the fix first: bulkgen run)", False
     record = instance.get_latest_asset_check_evaluation_record(FIX_CHECK)
     evaluation = record.event.asset_check_evaluation if record and record.event else None
     target = evaluation.target_materialization_data if evaluation else None
     if evaluation is None or target is None or target.storage_id != latest[0].storage_id:
+        run = instance.get_run_by_id(latest[0].run_id) if latest[0].run_id else None
         return (f"the check {FIX_CHECK.name} has not evaluated the latest materialization of "
-                f"{FIX_ASSET.to_user_string()}")
+                f"{FIX_ASSET.to_user_string()}"), run is not None and not run.is_finished
     if not evaluation.passed:
-        return f"the check {FIX_CHECK.name} failed on the latest materialization of {FIX_ASSET.to_user_string()}"
-    return None
+        return f"the check {FIX_CHECK.name} failed on the latest materialization of {FIX_ASSET.to_user_string()}", False
+    return None, False
 
 
 def ensure_gate_open(

@@ -89,10 +89,10 @@ def _generation_run(args: argparse.Namespace, database: TargetDatabase, job_name
     config = {"max_cost_usd": args.max_cost_usd} if args.max_cost_usd is not None else {}
     if args.topics_per_run is not None and (args.topics_per_run < 1 or not args.submit):
         raise CannotRun("--topics-per-run takes a number of at least 1, with --submit")
+    if args.submit:
+        _ensure_queued()
     _dagster_home()
     with dg.DagsterInstance.get() as instance:
-        if args.submit:
-            _queued(instance)
         tags = _topic_range(instance, database, requested, gate_first=gate_first)
         if args.submit:
             return _submit(instance, job_name, args, tags, settings, config)
@@ -114,10 +114,17 @@ def _generation_run(args: argparse.Namespace, database: TargetDatabase, job_name
     return EXIT_OK
 
 
-def _queued(instance) -> None:
+def _ensure_queued() -> None:
+    """--submit needs an instance configured to queue runs (the CLI's default local one runs them here)."""
+    import dagster as dg
     from dagster._core.run_coordinator import QueuedRunCoordinator
 
-    if not isinstance(instance.run_coordinator, QueuedRunCoordinator):
+    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home")
+    queued = False
+    if (home / "dagster.yaml").is_file():
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            queued = isinstance(instance.run_coordinator, QueuedRunCoordinator)
+    if not queued:
         raise CannotRun("--submit needs an instance that queues runs (run_coordinator: QueuedRunCoordinator, as in "
                         "deploy/dagster.yaml) and a running dagster-daemon")
 

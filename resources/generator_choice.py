@@ -13,6 +13,16 @@ import dagster as dg
 from resources.generators import GENERATORS
 
 
+def generator_from_config(config: dict):
+    """The generator a run's `resources.generator.config` names (the template generator when it names none)."""
+    kind, settings = config.get("kind", "template"), config.get("settings") or {}
+    if kind not in GENERATORS:
+        raise dg.Failure(f"no generator {kind!r} (generators: {', '.join(sorted(GENERATORS))})")
+    if "api_key" in settings:
+        raise dg.Failure("the API key is not a setting: set ANTHROPIC_API_KEY in the worker's environment")
+    return GENERATORS[kind](**settings)
+
+
 @dg.resource(
     config_schema={
         "kind": dg.Field(str, default_value="template", description=f"one of: {', '.join(sorted(GENERATORS))}"),
@@ -21,12 +31,7 @@ from resources.generators import GENERATORS
     description="The conversation generator named by `kind`, with `settings`; the template generator by default.",
 )
 def chosen_generator(context: dg.InitResourceContext):
-    kind, settings = context.resource_config["kind"], context.resource_config["settings"]
-    if kind not in GENERATORS:
-        raise dg.Failure(f"no generator {kind!r} (generators: {', '.join(sorted(GENERATORS))})")
-    if "api_key" in settings:
-        raise dg.Failure("the API key is not a setting: set ANTHROPIC_API_KEY in the worker's environment")
-    generator = GENERATORS[kind](**settings)
+    generator = generator_from_config(context.resource_config)
     yield generator
     close = getattr(generator, "close", None)
     if close is not None:

@@ -98,6 +98,13 @@ def process_in_batches(conn: psycopg.Connection, job: BatchJob, producer, genera
         return tally
 
 
+def cancel_job_batches(conn: psycopg.Connection, job_id: UUID, generator, log: Callable[[str], None]) -> list[str]:
+    """Cancel the job's recorded batches whose results were never recorded: its run died and it was cancelled."""
+    live = _live_batches(conn, job_id)
+    _cancel(generator, live, log, f"batch job {job_id} was cancelled")
+    return sorted(live)
+
+
 def _live_batches(conn: psycopg.Connection, job_id: UUID) -> dict[str, float]:
     """The job's recorded batches whose results have not been recorded yet."""
     (batches,) = conn.execute(

@@ -12,13 +12,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from assets.generation.batch import JobSettings
+from assets.generation.batch import JobSettings, release_run_jobs
+from assets.generation.message_batches import cancel_job_batches
 from assets.generation.processing import generate_conversations
 from resources.anthropic_generator import AnthropicGenerator
+from resources.generator_choice import generator_from_config
 from resources.generators import Usage
 from resources.prices import PRICES
 from tests.generation.conftest import assert_job_sound, fixed_db, fixed_template, store  # noqa: F401 (fixtures)
-from tests.llm.fake_anthropic import ERRORED, EXPIRED, MALFORMED, VALID, FakeAnthropic
+from tests.llm.fake_anthropic import ERRORED, EXPIRED, MALFORMED, VALID, FakeAnthropic, FakeBatch
 
 KEY = "sk-ant-api03-test-batches-5e1d"
 TOPIC = "ignored_401k"  # 3 personas x 8 arcs = 24 items
@@ -102,24 +104,30 @@ def test_an_item_fails_with_its_cause_once_its_sends_run_out(fixed_db, store, fa
                                                      "Internal server error (after 2 batch sends)")
 
 
-def test_a_killed_run_is_resumed_by_reattaching_to_its_batch_without_resubmitting(legacy_db, store, fake, tmp_path,
-                                                                                 batch_generator):
-    fake.polls_to_end = 10**6  # the batch does not end while the first run waits
-    fake.batch_script(EXPIRED)
+def _killed_while_waiting(dsn, fake, store, tmp_path) -> FakeBatch:
+    """A `bulkgen run --batch` SIGKILLed while it waits for its batch, which then never ends until told to."""
+    fake.polls_to_end = 10**6
     env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url,
            "DAGSTER_HOME": str(tmp_path / "dagster_home"), "CONVERSATION_STORE": str(store.root_path())}
     env.pop("DATABASE_URL", None)
     killed = subprocess.Popen([Path(sys.executable).with_name("bulkgen"), "run", "--generator", "anthropic", "--batch",
-                               "--topics", TOPIC, "--database-url", legacy_db], env=env,
+                               "--topics", TOPIC, "--database-url", dsn], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: _recorded_batches(legacy_db) or killed.poll() is not None, timeout=120)
+        _wait_for(lambda: _recorded_batches(dsn) or killed.poll() is not None, timeout=120)
         assert killed.poll() is None, killed.stderr.read()[-2000:]
     finally:
         killed.send_signal(signal.SIGKILL)
         killed.wait(10)
     [batch] = fake.batches.values()
-    assert _recorded_batches(legacy_db) == [batch.id]  # on the job, as the run left it: still processing
+    assert _recorded_batches(dsn) == [batch.id]  # on the job, as the run left it: still processing
+    return batch
+
+
+def test_a_killed_run_is_resumed_by_reattaching_to_its_batch_without_resubmitting(legacy_db, store, fake, tmp_path,
+                                                                                 batch_generator):
+    fake.batch_script(EXPIRED)
+    batch = _killed_while_waiting(legacy_db, fake, store, tmp_path)
 
     fake.polls_to_end = 1
     logged = []
@@ -129,6 +137,20 @@ def test_a_killed_run_is_resumed_by_reattaching_to_its_batch_without_resubmittin
     first, follow_up = fake.batches.values()  # the expired item alone was sent again, nothing else
     assert first is batch and len(follow_up.requests) == 1
     assert any(f"re-attached to message batch(es) {batch.id}" in line for line in logged)
+
+
+def test_a_cancelled_dead_runs_batches_are_cancelled_with_its_job(legacy_db, store, fake, tmp_path, monkeypatch):
+    batch = _killed_while_waiting(legacy_db, fake, store, tmp_path)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    with psycopg.connect(legacy_db, autocommit=True) as conn:
+        (label,) = conn.execute(f"SELECT shared_parameters ->> 'run' FROM batch_jobs WHERE {JOBS}").fetchone()
+        [job_id] = release_run_jobs(conn, label, cancelled=True)  # what the cancel sensor does first ...
+        generator = generator_from_config({"kind": "anthropic", "settings": {"mode": "batch", "base_url": fake.url}})
+        logged = []
+        assert cancel_job_batches(conn, job_id, generator, logged.append) == [batch.id]  # ... then this
+        generator.close()
+    assert batch.canceled and logged == [f"cancelled message batch {batch.id}: batch job {job_id} was cancelled"]
+    assert assert_job_sound(legacy_db, job_id, store) == {"cancelled": 24}
 
 
 def _recorded_batches(dsn) -> list[str]:

@@ -266,7 +266,7 @@ class AnthropicGenerator(ConversationGenerator):
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
             tries = f" (gave up after {call.attempts} attempts)" if call.attempts > 1 else ""
             raise AnthropicGenerationError(
-                self._redact(_describe(exc, self.timeout_s)) + tries, usage=usage + Usage(requests=call.attempts),
+                self.redact(_describe(exc, self.timeout_s)) + tries, usage=usage + Usage(requests=call.attempts),
                 status_code=getattr(exc, "status_code", None), error_type=_error_body(exc)[0],
             ) from None  # the SDK's exception repeats the body unredacted; the message above has its cause
         finally:
@@ -304,7 +304,7 @@ class AnthropicGenerator(ConversationGenerator):
             if limiter is not None and wait is not None:
                 limiter.pause(wait)  # every thread, not only the one the SDK makes wait
             log.warning("anthropic: %s: HTTP %d %s (attempt %d of %d)", call.label or request.url,
-                        response.status_code, self._redact(_status_text(response)), request.retries_taken + 1,
+                        response.status_code, self.redact(_status_text(response)), request.retries_taken + 1,
                         self.max_retries + 1)
         return response
 
@@ -328,7 +328,7 @@ class AnthropicGenerator(ConversationGenerator):
             return call(self._sdk_client())
         except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
             raise AnthropicGenerationError(
-                self._redact(_describe(exc, self.timeout_s)), status_code=getattr(exc, "status_code", None),
+                self.redact(_describe(exc, self.timeout_s)), status_code=getattr(exc, "status_code", None),
                 error_type=_error_body(exc)[0],
             ) from None
 
@@ -351,7 +351,7 @@ class AnthropicGenerator(ConversationGenerator):
             raise AnthropicGenerationError(f"no Anthropic API key: {name} is not set")
         return key
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
         """A proxy may echo the key in an error body; it must not reach our messages."""
         key = self._key()
         return text.replace(key, "[redacted]") if key else text

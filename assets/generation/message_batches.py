@@ -252,7 +252,7 @@ def _outcome(item: Item, result, producer, generator) -> tuple[Outcome | None, U
             return producer.produce(item, lambda _: generated), generated.usage or usage
     elif result.type == "errored":
         error = result.error.error
-        cause = f"the batch request errored: {error.type}: {error.message}"
+        cause = generator.redact(f"the batch request errored: {error.type}: {error.message}")
     elif result.type == "expired":
         cause = "the batch expired before the request was processed"
     else:

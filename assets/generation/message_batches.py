@@ -43,15 +43,12 @@ class BatchTally:
     succeeded: int = 0
     usage: Usage = field(default_factory=Usage)
     preview_path: str | None = None
-    submitted: int = 0  # batches this run submitted
-    reattached: list[str] = field(default_factory=list)
     stopped_outside: bool = False  # the job was stopped from outside while its batches ran
     interrupt: BaseException | None = None
 
 
 def process_in_batches(conn: psycopg.Connection, job: BatchJob, producer, generator, budget: Budget, *,
-                       stop_on_failure: bool, log: Callable[[str], None],
-                       sleep: Callable[[float], None] = time.sleep) -> BatchTally:
+                       stop_on_failure: bool, log: Callable[[str], None]) -> BatchTally:
     """Submit the job's queued items as message batches and record their results until none is left.
 
     Returns with `interrupt` set when the run was interrupted (its live batches then cancelled); an
@@ -59,7 +56,6 @@ def process_in_batches(conn: psycopg.Connection, job: BatchJob, producer, genera
     """
     tally = BatchTally()
     live = _live_batches(conn, job.id)  # id -> its reservation from the budget
-    tally.reattached = sorted(live)
     for reserved in live.values():
         budget.hold(reserved)
     if live:
@@ -72,7 +68,7 @@ def process_in_batches(conn: psycopg.Connection, job: BatchJob, producer, genera
                 _submit(conn, job.id, producer, generator, budget, tally, live, log)
             if not live:
                 return tally
-            sleep(wait)
+            time.sleep(wait)
             wait = min(wait * 2, generator.batch_poll_max_s)
             for batch_id in list(live):
                 batch = generator.retrieve_batch(batch_id)
@@ -80,8 +76,8 @@ def process_in_batches(conn: psycopg.Connection, job: BatchJob, producer, genera
                 progress = (f"message batch {batch_id} {batch.processing_status}: {c.processing} processing, "
                             f"{c.succeeded} succeeded, {c.errored} errored, {c.expired} expired, {c.canceled} canceled")
                 if shown.get(batch_id) != progress:  # said when it changes, not at every poll
-                    log(shown.setdefault(batch_id, progress) if batch_id not in shown else progress)
                     shown[batch_id] = progress
+                    log(progress)
                 if batch.processing_status == "ended":
                     _collect(conn, job.id, batch_id, live.pop(batch_id), producer, generator, budget, tally,
                              stop_on_failure=stop_on_failure, log=log)
@@ -145,7 +141,6 @@ def _submit(conn, job_id: UUID, producer, generator, budget: Budget, tally: Batc
             budget.settle(reserved, None)
             raise
         live[batch_id] = reserved
-        tally.submitted += 1
         attempts = [int(i.parameters.get("batch_attempt", 0)) + 1 for i in sent]
         with conn.transaction():
             conn.execute(

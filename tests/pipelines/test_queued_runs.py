@@ -41,6 +41,8 @@ def test_runs_for_separate_topics_execute_at_once_through_the_queue_each_item_on
     home, root = tmp_path / "dagster_home", tmp_path / "conversations"
     home.mkdir()
     (home / "dagster.yaml").write_text(INSTANCE)
+    with dg.DagsterInstance.from_config(str(home)):  # its SQLite storage made once, not raced by the processes
+        pass
     env = {**os.environ, "DAGSTER_HOME": str(home), "DATABASE_URL": legacy_db, "CONVERSATION_STORE": str(root),
            "GENERATOR_DELAY_MS": "100"}  # each run lasts long enough for the others to start beside it
     daemon = subprocess.Popen([BIN / "dagster-daemon", "run", "-w", str(PROJECT / "workspace.yaml")], env=env,

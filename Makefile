@@ -24,10 +24,14 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# The one instance: the CLI, `make demo` and `make dev` record and read runs in $DAGSTER_HOME, the project's
+# .dagster_home unless set.
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
 dev: $(STAMP)
-	mkdir -p .dagster_home
-	test -s .dagster_home/dagster.yaml || cp deploy/local-dagster.yaml .dagster_home/dagster.yaml
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev
+	mkdir -p $(DAGSTER_HOME)
+	test -s $(DAGSTER_HOME)/dagster.yaml || cp deploy/local-dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME) $(BIN)/dagster dev
 
 clean:
 	rm -rf $(VENV) .cache .dagster_home

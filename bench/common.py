@@ -16,8 +16,11 @@ from psycopg import sql
 
 from assets.audit.asset import CONTRACT
 from assets.migration.execute import migrate
-from pipelines.demo import DEMO_DIR, insert_catalog_rows, load_demo_database
+from assets.generation.owner import OWNER_ENV
+from pipelines.demo import DEMO_DIR, DEMO_OWNER, insert_catalog_rows, load_demo_database
 from resources.embedded import database_url, embedded_server_url
+
+os.environ.setdefault(OWNER_ENV, DEMO_OWNER)  # every benchmark generates on the demo database, for its user
 
 ITEMS_PER_TOPIC = 24  # 3 personas x 8 emotional arcs in the demo catalog
 ALL_TOPICS_FILE = "training_topics_all.json"  # 65 real topics; synthetic variants of them beyond that

@@ -32,16 +32,18 @@ from uuid import UUID, uuid4
 import psycopg
 
 from assets.generation.batch import (
+    CONVERSATION_STATUS,
+    ConversationInsert,
     ConversationRow,
     Item,
     JobSettings,
     Outcome,
     claim_items,
-    conversation_files,
     finish_job,
     open_job,
     record_outcomes,
     start_job,
+    unlinked_items,
     unlock_job,
 )
 from assets.generation.processing import generate_conversations
@@ -165,16 +167,18 @@ def _produce_alone(server: Server, root: Path, files: list[tuple[ConversationReq
 
 def _lifecycle_sql(server: Server, name: str, keys: list[str], files, concurrency: int) -> float:
     """Seconds for the batch lifecycle's SQL over the same items (on database `name`), the rows made up front."""
-    sizes = {int(rel.rsplit("/", 1)[-1][:5]): (rel, len(data)) for _, rel, data in files}
+    sizes = {position: (rel, len(data)) for position, (_, rel, data) in enumerate(files, start=1)}  # by b.position
     with psycopg.connect(server.dsn(name), autocommit=True) as conn:
         def run():
             job = open_job(conn, load_scaffolding(conn, keys), JobSettings(concurrency), label="bench sql",
                            generator=GENERATOR.name)
             start_job(conn, job.id)
+            insert = ConversationInsert.for_table(conn, owner=job.settings.owner, status=CONVERSATION_STATUS,
+                                                  bucket="conversation-files")
             while items := claim_items(conn, job.id, 500, None):
                 record_outcomes(conn, job.id, [Outcome(item, _row(item, *sizes[item.position])) for item in items],
-                                0.001)
-            conversation_files(conn, job.id)
+                                0.001, insert)
+            unlinked_items(conn, job.id)
             finish_job(conn, job.id, stopped=False, cancelled=False)
             unlock_job(conn, job.id)
 
@@ -186,10 +190,13 @@ def _lifecycle_sql(server: Server, name: str, keys: list[str], files, concurrenc
 def _row(item: Item, path: str, size: int) -> ConversationRow:
     p = item.parameters
     conversation = uuid4()
-    return ConversationRow(id=conversation, conversation_id=f"conv-{conversation}", persona_id=UUID(p["persona_id"]),
-                           arc_id=UUID(p["arc_id"]), topic_id=UUID(p["topic_id"]), tier=item.tier,
+    return ConversationRow(id=conversation, conversation_id=str(conversation), conversation_name="bench",
+                           persona_id=UUID(p["persona_id"]), emotional_arc_id=UUID(p["arc_id"]),
+                           training_topic_id=UUID(p["topic_id"]), persona_key=p["persona_key"],
+                           emotional_arc_key=p["arc_key"], topic_key=p["topic_key"], tier=item.tier,
                            parameters={k: p[k] for k in ("topic_key", "persona_key", "arc_key")}, turn_count=4,
-                           total_tokens=800, quality_score=None, file_path=path, file_size=size)
+                           total_tokens=800, quality_score=None, starting_emotion="worry", ending_emotion="calm",
+                           file_path=path, file_size=size)
 
 
 def _files(conn: psycopg.Connection, job_id, root: Path) -> list[tuple[ConversationRequest, str, bytes]]:

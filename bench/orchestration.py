@@ -73,7 +73,6 @@ def measure(server: Server, fixed: str, workdir: Path, *, topics: int, topics_20
     os.environ["DAGSTER_HOME"] = str(home)
     try:
         with dg.DagsterInstance.get() as instance:
-            _record_fix(server, fixed, instance)
             instance.add_dynamic_partitions(topic_partitions.name, keys)  # in order: any prefix is one range
             small = _pairs(server, fixed, workdir, instance, keys[:topics], repeats)
             large = _pairs(server, fixed, workdir, instance, keys[:topics_200], repeats)
@@ -123,18 +122,6 @@ def _environment(values: dict):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def _record_fix(server: Server, fixed: str, instance: dg.DagsterInstance) -> None:
-    """The fix asset and its blocking check, run through Dagster (a no-op on the fixed database)."""
-    name = server.create(fixed)
-    try:
-        result = defs.resolve_job_def("fix_job").execute_in_process(
-            instance=instance, resources={"database": TargetDatabase(url=server.dsn(name))}, run_config=QUIET)
-        if not result.success:
-            raise RuntimeError("the fix job failed on the fixed database")
-    finally:
-        server.drop(name)
 
 
 def _pairs(server: Server, fixed: str, workdir: Path, instance, keys: list[str], repeats: int) -> dict:

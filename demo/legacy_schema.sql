@@ -2,6 +2,14 @@
 -- batch_jobs.status still allows the old pending/running values the code no longer writes,
 -- batch_items.status lacks the 'cancelled' the code writes, batch_checkpoints is unused.
 
+-- The app's users (in Supabase, one per auth user): a batch and its conversations belong to one.
+CREATE TABLE user_profiles (
+    id uuid PRIMARY KEY,
+    email text NOT NULL UNIQUE,
+    full_name text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE personas (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     persona_key text NOT NULL UNIQUE,
@@ -57,18 +65,28 @@ CREATE TABLE training_topics (
 CREATE TABLE conversations (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     conversation_id text NOT NULL UNIQUE,
+    conversation_name text,
     persona_id uuid REFERENCES personas (id),
     emotional_arc_id uuid REFERENCES emotional_arcs (id),
     training_topic_id uuid REFERENCES training_topics (id),
+    persona_key text,
+    emotional_arc_key text,
+    topic_key text,
     tier text NOT NULL DEFAULT 'template' CHECK (tier IN ('template', 'scenario', 'edge_case')),
     status text NOT NULL DEFAULT 'pending_review'
         CHECK (status IN ('generated', 'pending_review', 'approved', 'rejected', 'archived')),
+    processing_status text CHECK (processing_status IN ('pending', 'processing', 'completed', 'failed')),
     parameters jsonb NOT NULL DEFAULT '{}',
     turn_count integer,
     total_tokens integer NOT NULL DEFAULT 0,
     quality_score numeric(4, 2),
+    starting_emotion text,
+    ending_emotion text,
     file_path text,
     file_size bigint,
+    storage_bucket text,
+    created_by uuid REFERENCES user_profiles (id),
+    is_active boolean NOT NULL DEFAULT true,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
@@ -87,7 +105,7 @@ CREATE TABLE batch_jobs (
     shared_parameters jsonb NOT NULL DEFAULT '{}',
     concurrent_processing integer NOT NULL DEFAULT 3,
     error_handling text NOT NULL DEFAULT 'continue',
-    created_by uuid,
+    created_by uuid REFERENCES user_profiles (id),
     started_at timestamptz,
     completed_at timestamptz,
     estimated_time_remaining integer,

@@ -36,8 +36,12 @@ def topic_partition_key(topic_key: str) -> str:
 
 def active_topics(conn: psycopg.Connection) -> dict[str, str]:
     """Partition key -> topic_key of every active training topic, in the table's order."""
+    (dated,) = conn.execute(  # created_at is optional: without it, topics go by key
+        "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('training_topics')"
+        " AND attname = 'created_at' AND NOT attisdropped)"
+    ).fetchone()
     rows = conn.execute(
-        "SELECT topic_key FROM training_topics WHERE is_active ORDER BY created_at, topic_key"
+        f"SELECT topic_key FROM training_topics WHERE is_active ORDER BY {'created_at, ' if dated else ''}topic_key"
     ).fetchall()
     return {topic_partition_key(key): key for (key,) in rows}
 
@@ -65,17 +69,24 @@ def add_topic_partitions(instance: dg.DagsterInstance, conn: psycopg.Connection)
     return added
 
 
-def selection_range(instance: dg.DagsterInstance, keys: list[str]) -> dg.PartitionKeyRange:
-    """The partition range that covers exactly `keys` (existing partitions), re-appending them if needed."""
+def contiguous_range(instance: dg.DagsterInstance, keys: list[str]) -> dg.PartitionKeyRange | None:
+    """The partition range that covers exactly `keys` (existing partitions) if they are adjacent, else None."""
     order = instance.get_dynamic_partitions(topics.name)
     missing = [k for k in keys if k not in order]
     if missing:
         raise TopicSelectionError(f"no partition for topic(s): {', '.join(missing)}")
     positions = sorted(order.index(k) for k in keys)
     if positions[-1] - positions[0] + 1 != len(keys):
+        return None
+    return dg.PartitionKeyRange(order[positions[0]], order[positions[-1]])
+
+
+def selection_range(instance: dg.DagsterInstance, keys: list[str]) -> dg.PartitionKeyRange:
+    """The partition range that covers exactly `keys` (existing partitions), re-appending them if needed."""
+    key_range = contiguous_range(instance, keys)
+    if key_range is None:
         for key in keys:
             instance.delete_dynamic_partition(topics.name, key)
         instance.add_dynamic_partitions(topics.name, keys)
-        order = instance.get_dynamic_partitions(topics.name)
-        positions = sorted(order.index(k) for k in keys)
-    return dg.PartitionKeyRange(order[positions[0]], order[positions[-1]])
+        key_range = contiguous_range(instance, keys)
+    return key_range

@@ -8,11 +8,9 @@ from assets.audit.asset import CONTRACT
 from assets.audit.deploys import DeployState, read_deploy_state
 from assets.generation.asset import run_label
 from assets.generation.batch import release_run_jobs
-from assets.generation.message_batches import cancel_job_batches
 from pipelines.jobs import audit_job
 from pipelines.partitions import active_topics, topics
 from resources.database import TargetDatabase
-from resources.generator_choice import generator_from_config
 
 
 @dg.sensor(
@@ -54,17 +52,11 @@ def topic_partitions_sensor(context: dg.SensorEvaluationContext, database: Targe
     return dg.SensorResult(dynamic_partitions_requests=[topics.build_add_request(new)], cursor=cursor)
 
 
-def _release(context: dg.RunStatusSensorContext, database: TargetDatabase, *, cancelled: bool) -> dg.SkipReason:
+def _release(context: dg.RunStatusSensorContext, database: TargetDatabase) -> dg.SkipReason:
     with database.connection(autocommit=True) as conn:
-        released = release_run_jobs(conn, run_label(context.dagster_run.run_id), cancelled=cancelled)
-        if cancelled and released:  # its message batches, if it sent any, would still be billed
-            generator = generator_from_config(
-                context.dagster_run.run_config.get("resources", {}).get("generator", {}).get("config", {}))
-            if hasattr(generator, "cancel_batch"):
-                for job_id in released:
-                    cancel_job_batches(conn, job_id, generator, context.log.info)
-    outcome = "cancelled" if cancelled else "requeued for the next run to resume"
-    message = f"batch job(s) {', '.join(map(str, released))} {outcome}" if released else "no batch job left processing"
+        released = release_run_jobs(conn, run_label(context.dagster_run.run_id))
+    message = (f"batch job(s) {', '.join(map(str, released))} requeued for the next run to resume" if released
+               else "no batch job left processing")
     context.log.info(f"run {context.dagster_run.run_id}: {message}")
     return dg.SkipReason(message)
 
@@ -75,13 +67,14 @@ def _release(context: dg.RunStatusSensorContext, database: TargetDatabase, *, ca
     "the same topics resumes it).",
 )
 def batch_job_failure_sensor(context: dg.RunFailureSensorContext, database: TargetDatabase):
-    return _release(context, database, cancelled=False)
+    return _release(context, database)
 
 
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.CANCELED,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="A canceled run whose process died leaves its batch job processing: cancel it.",
+    description="A canceled (terminated) run whose process died leaves its batch job processing: requeue it, "
+    "as an interrupted run does itself (terminating a run is not cancelling its batch job).",
 )
 def batch_job_cancel_sensor(context: dg.RunStatusSensorContext, database: TargetDatabase):
-    return _release(context, database, cancelled=True)
+    return _release(context, database)

@@ -75,6 +75,9 @@ REPLY_SCHEMA = {
                 "properties": {
                     "role": {"type": "string", "enum": ["user", "assistant"]},
                     "content": {"type": "string"},
+                    # what the app's training pairs carry per exchange: the persona's emotion, the coach's strategy
+                    "emotion": {"type": "string"},
+                    "strategy": {"type": "string"},
                 },
                 "required": ["role", "content"],
                 "additionalProperties": False,
@@ -416,7 +419,8 @@ def parse_conversation(text: str, request: ConversationRequest) -> list[dict[str
             raise InvalidReply(f"turn {number} is {role!r} where {wanted!r} was due: turns alternate, user first")
         if not isinstance(content, str) or not content.strip():
             raise InvalidReply(f"turn {number} has no text")
-        turns.append({"role": role, "content": content.strip()})
+        turns.append({"role": role, "content": content.strip()}
+                     | {k: turn[k].strip() for k in ("emotion", "strategy") if isinstance(turn.get(k), str) and turn[k].strip()})
     if not turns or len(turns) % 2:
         raise InvalidReply("the conversation does not end with the assistant's reply")
     low, high = _turn_range(request.arc)

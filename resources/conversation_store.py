@@ -35,6 +35,11 @@ class ConversationStore(dg.ConfigurableResource):
     def root_path(self) -> Path:
         return _resolved(self.root or os.environ.get("CONVERSATION_STORE") or str(DEFAULT_ROOT))
 
+    @property
+    def bucket(self) -> str:
+        """What the rows' `storage_bucket` names: the folder's own name."""
+        return self.root_path().name
+
     def path(self, relative: str) -> Path:
         """The absolute path of a stored file; refuses paths that would leave the root."""
         return Path(self._location(relative))

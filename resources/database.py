@@ -104,7 +104,8 @@ class TargetDatabase(dg.ConfigurableResource):
         return self.url or embedded_app_url(self.embedded_data_dir)
 
     def display_name(self) -> str:
-        return redact(self.url) if self.url else f"embedded PostgreSQL ({self.embedded_data_dir})"
+        """Which database this is, for every output that names it: host and database, password redacted."""
+        return redact(self.url) if self.url else f"embedded demo database at {self.embedded_data_dir}"
 
     @contextmanager
     def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:

@@ -16,9 +16,18 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pipelines.demo import load_demo_database
+from assets.generation.owner import OWNER_ENV
+from pipelines.demo import DEMO_OWNER, load_demo_database
 from resources.database import TargetDatabase
 from resources.embedded import database_url, embedded_server_url
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _demo_owner() -> Iterator[None]:
+    """Runs are made for the demo's own user (a row of the demo schema's user_profiles), as BULKGEN_OWNER says."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(OWNER_ENV, DEMO_OWNER)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -1,22 +1,29 @@
 """`bulkgen` as users call it: exit codes, JSON, and one-line errors without secrets or tracebacks."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from assets.audit.contract import load_contract
+from assets.migration.plan import make_plan
 from pipelines.cli import main
+from resources.database import TargetDatabase
 
 FIELDS = {"table", "column", "kind", "severity", "expected", "actual", "allowed", "rejected"}
 
 
-def bulkgen(*args: str) -> subprocess.CompletedProcess:
+def bulkgen(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The installed console script, in a real process."""
     script = Path(sys.executable).with_name("bulkgen")
-    return subprocess.run([script, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([script, *args], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_audit_json_on_the_legacy_schema(legacy_db, capsys, monkeypatch):
@@ -52,7 +59,7 @@ def test_malformed_contract_is_exit_2_with_one_line(legacy_db, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert result.stderr.startswith(f"bulkgen: error: {contract}: tables.batch_jobs.columns.status.values:")
-    assert result.stdout == ""
+    assert result.stdout == f"== database: {TargetDatabase(url=legacy_db).display_name()}\n"  # and nothing else
 
 
 @pytest.mark.parametrize(
@@ -128,7 +135,90 @@ def test_audit_json_is_exact_on_a_redrawn_schema(legacy_db, capsys, monkeypatch)
             assert reported.get((table, column), set()) == refused, (table, column)
     assert reported[("batch_jobs", "status")] == {"processing", "paused"}
     assert reported[("batch_items", "status")] == {"processing", "cancelled"}  # varchar(9), NOT IN
-    assert reported[("conversations", "status")] == {"generated"}
+    assert reported[("conversations", "status")] == {"pending_review"}
     assert reported[("conversations", "tier")] == {"scenario"}
     missing = [(f["table"], f["column"], f["severity"]) for f in findings if f["kind"] == "missing_column"]
     assert missing == [("batch_items", "error_message", "error")]
+
+
+def test_every_command_names_its_database_first_with_the_password_redacted(legacy_db, capsys, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    url = f"{legacy_db} password=s3cr3t-pw"  # the test server trusts the connection; the password is only shown
+    name = TargetDatabase(url=url).display_name()
+    assert "password=***" in name and "dbname=" in name and "host=" in name and "s3cr3t" not in name
+    main(["audit", "--database-url", url])
+    assert capsys.readouterr().out.splitlines()[0] == f"== database: {name}"
+    main(["audit", "--database-url", url, "--format", "json"])
+    assert json.loads(capsys.readouterr().out)["database"] == name
+    main(["migrate", "--database-url", url, "--dry-run", "--format", "json"])
+    assert json.loads(capsys.readouterr().out)["database"] == name
+    main(["migrate", "--database-url", url, "--dry-run", "--format", "sql"])
+    assert capsys.readouterr().out.splitlines()[0] == f"-- database: {name}"
+    monkeypatch.setenv("DATABASE_URL", url)  # the environment's URL is named the same way
+    main(["migrate"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"== database: {name}" and "s3cr3t" not in out
+
+
+@pytest.mark.parametrize("args", [["audit"], ["migrate", "--dry-run"], ["generate", "--topics", "esg_investing"],
+                                  ["run", "--all"]])
+def test_without_a_database_url_a_command_exits_2_saying_how_to_choose(args, capsys, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ("bulkgen: error: no database chosen: pass --database-url URL or set DATABASE_URL (the "
+                            "application's database), or pass --embedded for the embedded demo database\n")
+    assert captured.out == ""
+
+
+def test_a_url_and_embedded_exclude_each_other(legacy_db):
+    result = bulkgen("audit", "--database-url", legacy_db, "--embedded")
+    assert result.returncode == 2 and "not allowed with argument" in result.stderr
+
+
+@pytest.fixture
+def embedded_dir() -> Iterator[Path]:
+    """A data folder for an embedded server of the test's own, outside pytest's folders (which the server's system
+    user may not enter when the tests run as root); each `bulkgen` process stops the server as it exits."""
+    folder = Path(tempfile.mkdtemp(prefix="bulkgen-embedded-"))
+    yield folder / "pg"
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_embedded_database_is_the_default_only_for_load_demo_and_named(embedded_dir):
+    """`load-demo` without a URL loads the embedded demo database; `audit` then needs --embedded to read it."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"BULKGEN_EMBEDDED_DIR": str(embedded_dir)}
+    loaded = bulkgen("load-demo", env=env)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.splitlines()[0] == f"== database: embedded demo database at {embedded_dir}"
+    refused = bulkgen("audit", env=env)
+    assert refused.returncode == 2 and "no database chosen" in refused.stderr
+    audited = bulkgen("audit", "--embedded", env=env)
+    assert audited.returncode == 1  # the legacy schema's error findings
+    assert audited.stdout.splitlines()[0] == f"== database: embedded demo database at {embedded_dir}"
+    assert "| error | batch_jobs | status | rejected_values |" in audited.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["audit"], ["load-demo"], ["migrate"], ["demo"], ["generate"], ["run"]])
+def test_help_lists_exit_codes_without_importing_dagster_or_the_driver(command):
+    """--help must answer at once: Dagster (about a second to import) and psycopg load only for a command."""
+    probe = ("import sys\nfrom pipelines.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n"
+             "    pass\nprint(sorted(m for m in ('dagster', 'psycopg', 'pandas') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe, *command, "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("[]")
+    assert "exit codes" in result.stdout and "2: it cannot run" in result.stdout
+    if command:
+        assert "  0: " in result.stdout
+
+
+def test_a_dry_run_prints_the_plan_once_then_its_sql(legacy_db, capsys, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with psycopg.connect(legacy_db, autocommit=True) as conn:
+        plan = make_plan(conn, load_contract())
+    assert main(["migrate", "--database-url", legacy_db, "--dry-run"]) == 1  # the schema still refuses
+    out = capsys.readouterr().out
+    assert out.count(plan.describe()) == 1
+    assert out.splitlines()[1] == f"plan {plan.hash}: dry run, nothing written: {plan.describe()}"
+    assert out.endswith(plan.sql())

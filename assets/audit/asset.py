@@ -64,6 +64,7 @@ def schema_audit(context: dg.AssetExecutionContext, database: TargetDatabase) ->
     yield dg.Output(
         findings_frame(findings),
         metadata={
+            "database": database.display_name(),
             "findings": dg.MetadataValue.md(findings_markdown(findings)),
             "findings_table": findings_table(findings),
             **{f"{severity}_findings": n for severity, n in counts.items()},

@@ -12,7 +12,7 @@ from pipelines.one_line import one_line
 DEFAULT_CONTRACT = Path(__file__).resolve().parents[2] / "contracts" / "bulkgen.yaml"
 
 TYPE_FAMILIES = ("text", "integer", "numeric", "boolean", "uuid", "json", "timestamp", "date")
-_COLUMN_KEYS = {"type", "nullable", "optional", "values"}
+_COLUMN_KEYS = {"type", "nullable", "optional", "values", "owner"}
 _TABLE_KEYS = {"source", "columns"}
 _TOP_KEYS = {"schema", "scope", "tables"}
 
@@ -28,6 +28,7 @@ class ColumnContract:
     nullable: bool = False
     optional: bool = False
     values: tuple[str, ...] | None = None
+    owner: bool = False  # holds the run's owner, the app user the rows are made for
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class Contract:
     def value_set_columns(self) -> list[tuple[TableContract, ColumnContract]]:
         """Every (table, column) whose contract names the exact values the code writes."""
         return [(t, c) for t in self.tables for c in t.columns if c.values is not None]
+
+    def owner_columns(self) -> list[tuple[TableContract, ColumnContract]]:
+        """Every (table, column) generation writes the run's owner into."""
+        return [(t, c) for t in self.tables for c in t.columns if c.owner]
 
 
 def load_contract(path: str | Path = DEFAULT_CONTRACT) -> Contract:
@@ -122,7 +127,7 @@ def _parse_column(where: str, name: object, spec: object, fail) -> ColumnContrac
     family = spec.get("type")
     if family not in TYPE_FAMILIES:
         raise fail(f"{where}.type", f"expected one of {', '.join(TYPE_FAMILIES)}, got {family!r}")
-    for flag in ("nullable", "optional"):
+    for flag in ("nullable", "optional", "owner"):
         if not isinstance(spec.get(flag, False), bool):
             raise fail(f"{where}.{flag}", f"expected true or false, got {spec[flag]!r}")
     values = spec.get("values")
@@ -134,12 +139,15 @@ def _parse_column(where: str, name: object, spec: object, fail) -> ColumnContrac
         if len(set(values)) != len(values):
             raise fail(f"{where}.values", "lists a value twice")
         values = tuple(values)
+    if spec.get("owner") and family != "uuid":
+        raise fail(f"{where}.owner", f"an owner column holds a user id (uuid), this one is {family}")
     return ColumnContract(
         name=name,
         type=family,
         nullable=spec.get("nullable", False),
         optional=spec.get("optional", False),
         values=values,
+        owner=spec.get("owner", False),
     )
 
 

@@ -61,6 +61,16 @@ def parse_check(definition: str, column: str) -> tuple[str | None, tuple[str, ..
     return decidable_sql, allowed, undecidable
 
 
+@cache
+def check_conjuncts(definition: str, column: str) -> tuple[tuple[str, frozenset[str], tuple[str, ...] | None], ...]:
+    """Each top-level conjunct of a CHECK as (SQL, the columns it reads, the allow-list it spells on `column`)."""
+    stmt = parse_sql(f"ALTER TABLE _t ADD {definition}")[0].stmt
+    return tuple(
+        (RawStream()(c), frozenset(_columns_in(c)), _allow_list(c, column))
+        for c in _conjuncts(stmt.cmds[0].def_.raw_expr)
+    )
+
+
 def judge_value_set(
     conn: psycopg.Connection,
     schema: str,

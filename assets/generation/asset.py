@@ -17,8 +17,9 @@ import psycopg
 from pydantic import Field
 
 from assets.audit.asset import CONTRACT
-from assets.generation.batch import JobSettings, written_values
+from assets.generation.batch import CONVERSATION_STATUS, JobSettings, written_values
 from assets.generation.gate import ensure_gate_open
+from assets.generation.owner import default_owner, ensure_owner
 from assets.generation.processing import GenerationResult, generate_conversations
 from assets.migration.asset import batch_jobs_status_constraint
 from pipelines.partitions import select_topics, topics
@@ -26,7 +27,7 @@ from resources.conversation_store import ConversationStore
 from resources.database import DatabaseUnavailable, TargetDatabase, connection_lost
 from resources.generators import ConversationGenerator
 
-PREVIEW_TURNS = 4
+PREVIEW_PAIRS = 2
 DB_RETRIES = 5  # a lost database (restart, failover): the step is retried with backoff, 1 s to 16 s, and resumes
 AUTOMATION = dg.AutomationCondition.on_missing() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
@@ -45,6 +46,17 @@ class GenerationConfig(dg.Config):
     max_cost_usd: float | None = Field(
         default=None, gt=0, description="Most US dollars this run may spend with a metered generator; items that "
         "would pass it stay queued for a later run. Unset: no limit.",
+    )
+    owner: str | None = Field(
+        default=None, description="UUID of the app user the conversations are for; unset means $BULKGEN_OWNER."
+    )
+    conversation_status: str = Field(
+        default=CONVERSATION_STATUS,
+        description="Status the conversations are written with: the app's review queue lists pending_review.",
+    )
+    new_batch: bool = Field(
+        default=False, description="Generate a full new set for these topics, cancelling their unfinished batch job; "
+        "by default a run resumes that job (after an interrupt, say) and does only what is left.",
     )
 
 
@@ -71,14 +83,17 @@ def topic_conversations(
     generator: ConversationGenerator,
     conversation_store: ConversationStore,
 ) -> dg.MaterializeResult:
-    settings = JobSettings(config.concurrent_processing, config.error_handling, config.priority)
+    settings = JobSettings(config.concurrent_processing, config.error_handling, config.priority,
+                           owner=config.owner or default_owner(), conversation_status=config.conversation_status)
     try:
         with database.connection(autocommit=True) as conn:
             selected = select_topics(conn, list(context.partition_keys))
-            ensure_gate_open(conn, CONTRACT, written_values(settings), context.instance)
+            ensure_owner(conn, CONTRACT, settings.owner)
+            fix = ensure_gate_open(conn, CONTRACT, written_values(settings))
             result = generate_conversations(
                 conn, list(selected.values()), generator, conversation_store, settings,
-                label=run_label(context.run.run_id), log=context.log.info, max_cost_usd=config.max_cost_usd,
+                label=run_label(context.run.run_id), log=context.log.info, new_batch=config.new_batch,
+                max_cost_usd=config.max_cost_usd,
             )
     except (psycopg.Error, DatabaseUnavailable) as exc:
         if not connection_lost(exc):
@@ -88,12 +103,13 @@ def topic_conversations(
                             f"retry {context.retry_number + 1} of {DB_RETRIES} in {wait} s resumes the batch job")
         raise dg.RetryRequested(max_retries=DB_RETRIES, seconds_to_wait=wait) from exc
     context.log.info(f"batch job {result.job.id} {result.status}: {result.summary['items_by_status']}")
+    metadata = {"database": database.display_name(), "fix": fix, **_metadata(result, generator)}
     if result.budget_reached and result.status == "queued":  # not a failure: the rest waits for a later run
         context.log.warning(f"{result.budget.describe()}: {result.items_left_queued} item(s) of batch job "
                             f"{result.job.id} stay queued")
     elif result.status != "completed":
-        raise dg.Failure(f"batch job {result.job.id} ended {result.status}", metadata=_metadata(result, generator))
-    return dg.MaterializeResult(metadata=_metadata(result, generator))
+        raise dg.Failure(f"batch job {result.job.id} ended {result.status}", metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 def _metadata(result: GenerationResult, generator: ConversationGenerator) -> dict:
@@ -143,8 +159,9 @@ def _cost(result: GenerationResult, generator: ConversationGenerator) -> dict:
 def _preview(document: dict | None) -> str:
     if document is None:
         return "No conversation was written by this run."
-    head = (f"**{document['persona'].get('name', '?')}** · {document['arc'].get('name', '?')} · "
-            f"{document['topic'].get('name', '?')} ({document['tier']}, {document['turn_count']} exchanges)")
-    turns = [f"> **{t['role']}**: {t['content']}" for t in document["turns"][:PREVIEW_TURNS]]
-    more = len(document["turns"]) - PREVIEW_TURNS
-    return "\n\n".join([head, *turns, *([f"_…{more} more turns_"] if more > 0 else [])])
+    metadata, pairs = document["dataset_metadata"], document["training_pairs"]
+    head = f"**{metadata['dataset_name']}** ({metadata.get('quality_tier', '?')}, {len(pairs)} training pairs)"
+    turns = [f"> **user**: {p.get('current_user_input', '')}\n>\n> **{document['consultant_profile']['name']}**: "
+             f"{p['target_response']}" for p in pairs[:PREVIEW_PAIRS]]
+    more = len(pairs) - PREVIEW_PAIRS
+    return "\n\n".join([head, *turns, *([f"_…{more} more training pairs_"] if more > 0 else [])])

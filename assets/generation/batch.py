@@ -5,11 +5,12 @@ The job goes `queued → processing → completed | failed | cancelled`, each it
 
 - `completed`: every item was processed and at least one succeeded;
 - `failed`: every item failed, or `error_handling = 'stop'` stopped the job at its first failure;
-- `cancelled`: the run was interrupted (a terminated Dagster run, Ctrl-C).
+- `cancelled`: someone decided so (`bulkgen cancel`, the app's own cancel, a new batch asked for).
 
-Terminal jobs have nothing left `queued` or `processing`. An unexpected error puts the job and
-the items it held back to `queued`; a killed process leaves them `processing`. Either way the
-next run for the same topics resumes that job. The processing session holds an advisory lock
+Terminal jobs have nothing left `queued` or `processing`. An interrupt (Ctrl-C, SIGTERM, a
+terminated Dagster run) or an unexpected error puts the job and the items it held back to
+`queued`; a killed process leaves them `processing`. Either way the next run for the same topics
+resumes that job, unless it asks for a new batch. The processing session holds an advisory lock
 on its job, which PostgreSQL releases when the session dies: that tells a dead run from a live
 one. Counters only change as `SET n = n + k`, in the transaction that moves the items counted.
 """
@@ -17,22 +18,27 @@ one. Counters only change as `SET n = n + k`, in the transaction that moves the 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from uuid import UUID
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb, set_json_loads
 
+from assets.generation.owner import default_owner, owner_columns, parse_owner
 from assets.generation.scaffolding import BASE_TIER, EDGE_TIER, Scaffolding, item_tier
 from pipelines.partitions import topic_partition_key
 from resources.generators import Usage
 
 JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
 ITEM_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
-CONVERSATION_STATUS = "generated"
-RESUME_LOCK_WAIT = "5s"  # how long a resumed job waits for a killed session's lock to go
+CONVERSATION_STATUS = "pending_review"  # the app's review queue lists these
+PROCESSING_STATUS = "completed"  # what the app's own generator writes once the file is stored
+# How long a run waits for the unfinished job of its topics that another session holds: "0", until that session
+# lets go (its run finished the job, so this one completes at once, or stopped or died, so this one resumes it).
+RESUME_LOCK_WAIT = "0"
 
 
 class JobBusy(RuntimeError):
@@ -44,6 +50,8 @@ class JobSettings:
     concurrent_processing: int = 3
     error_handling: str = "continue"  # or "stop"
     priority: str = "normal"
+    owner: str | UUID | None = None  # the app user the batch is for; None: $BULKGEN_OWNER
+    conversation_status: str = CONVERSATION_STATUS
 
     def __post_init__(self):
         if self.concurrent_processing < 1:
@@ -62,7 +70,8 @@ def written_values(settings: JobSettings) -> dict[tuple[str, str], tuple[str, ..
         ("batch_jobs", "error_handling"): (settings.error_handling,),
         ("batch_items", "status"): ITEM_STATUSES,
         ("batch_items", "tier"): tiers,
-        ("conversations", "status"): (CONVERSATION_STATUS,),
+        ("conversations", "status"): (settings.conversation_status,),
+        ("conversations", "processing_status"): (PROCESSING_STATUS,),
         ("conversations", "tier"): tiers,
     }
 
@@ -89,20 +98,73 @@ class Item:
 
 @dataclass(frozen=True)
 class ConversationRow:
-    """What a successful item writes into `conversations` (its file is already stored)."""
+    """What a successful item writes into `conversations` (its file is already stored), by column name."""
 
     id: UUID
     conversation_id: str
+    conversation_name: str
     persona_id: UUID
-    arc_id: UUID
-    topic_id: UUID
+    emotional_arc_id: UUID
+    training_topic_id: UUID
+    persona_key: str
+    emotional_arc_key: str
+    topic_key: str
     tier: str
     parameters: dict
     turn_count: int
     total_tokens: int
     quality_score: float | None
+    starting_emotion: str | None
+    ending_emotion: str | None
     file_path: str
     file_size: int
+
+
+# Each column a conversation row fills, with its type in the rows' JSON document.
+_ROW_COLUMNS = {
+    "id": "uuid", "conversation_id": "text", "conversation_name": "text", "persona_id": "uuid",
+    "emotional_arc_id": "uuid", "training_topic_id": "uuid", "persona_key": "text", "emotional_arc_key": "text",
+    "topic_key": "text", "tier": "text", "parameters": "jsonb", "turn_count": "int", "total_tokens": "int",
+    "quality_score": "numeric", "starting_emotion": "text", "ending_emotion": "text", "file_path": "text",
+    "file_size": "bigint",
+}
+
+
+@dataclass(frozen=True)
+class ConversationInsert:
+    """The INSERT of a job's conversations, over the columns the live table has (optional ones may be missing).
+
+    Besides each row's own values, every row of a job gets its status, `processing_status`, the store's
+    bucket, the owner in each owner column, and `is_active`, as the app's own generator writes them.
+    """
+
+    statement: sql.Composed
+    job_values: tuple
+
+    @classmethod
+    def for_table(cls, conn: psycopg.Connection, *, owner: UUID, status: str, bucket: str) -> ConversationInsert:
+        live = live_columns(conn, "conversations")
+        per_job = {"status": status, "processing_status": PROCESSING_STATUS, "storage_bucket": bucket,
+                   "is_active": True} | dict.fromkeys(owner_columns("conversations"), owner)
+        per_job = {c: v for c, v in per_job.items() if c in live}
+        per_row = [c for c in _ROW_COLUMNS if c in live]
+        statement = sql.SQL("INSERT INTO conversations ({columns}) SELECT {values}"
+                            " FROM jsonb_to_recordset(%s::jsonb) AS c({record})").format(
+            columns=sql.SQL(", ").join(map(sql.Identifier, [*per_row, *per_job])),
+            values=sql.SQL(", ").join([*(sql.Identifier("c", c) for c in per_row), *[sql.Placeholder()] * len(per_job)]),
+            record=sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_ROW_COLUMNS[c]))
+                                      for c in per_row),
+        )
+        return cls(statement, tuple(per_job.values()))
+
+
+def live_columns(conn: psycopg.Connection, table: str) -> set[str]:
+    """The columns `table` (as the search path finds it) has."""
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped",
+        [table],
+    ).fetchall()
+    return {name for (name,) in rows}
 
 
 @dataclass(frozen=True)
@@ -114,43 +176,57 @@ class Outcome:
 
 
 def open_job(
-    conn: psycopg.Connection, scaffolding: Scaffolding, settings: JobSettings, *, label: str, generator: str
+    conn: psycopg.Connection, scaffolding: Scaffolding, settings: JobSettings, *, label: str, generator: str,
+    new_batch: bool = False,
 ) -> BatchJob:
-    """Resume the unfinished job for exactly these topics, or create it `queued` with its items.
+    """Resume the unfinished job of `settings.owner` for exactly these topics, or create it `queued` with its items.
 
-    Either way this session then holds the job's advisory lock until `unlock_job` (or its end).
+    `new_batch` asks for a full new set: the unfinished job is cancelled (a run still processing it
+    notices and stops) and a new one created. Either way this session then holds the job's advisory
+    lock until `unlock_job` (or its end).
     """
+    owner = parse_owner(settings.owner or default_owner())
+    settings = replace(settings, owner=owner)
     topic_keys = sorted(t["topic_key"] for t in scaffolding.topics)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"bulkgen.topics:{topic_keys}"])
+        found = conn.execute(
+            "SELECT id FROM batch_jobs WHERE job_type = 'generation' AND status IN ('queued', 'processing')"
+            "   AND shared_parameters -> 'topics' = %s AND created_by = %s ORDER BY created_at LIMIT 1",
+            [Jsonb(topic_keys), owner],
+        ).fetchone()
+        if found is not None and new_batch:
+            _cancel(conn, found[0])
+        if found is None or new_batch:
+            job = _create_job(conn, scaffolding, settings, topic_keys, label=label, generator=generator)
+            _lock_job(conn, job.id, wait=None)
+            return job
+    # The job's lock is waited for outside the topics' lock, so that every run for these topics that starts
+    # meanwhile finds this same job and waits for it too, rather than a new one once this one is finished.
+    with conn.transaction():
+        _lock_job(conn, found[0], wait=RESUME_LOCK_WAIT)
         with conn.cursor(row_factory=dict_row) as cur:
             row = cur.execute(
                 "SELECT id, name, total_items, completed_items, failed_items, concurrent_processing, error_handling,"
-                "       priority FROM batch_jobs"
-                " WHERE job_type = 'generation' AND status IN ('queued', 'processing')"
-                "   AND shared_parameters -> 'topics' = %s ORDER BY created_at LIMIT 1",
-                [Jsonb(topic_keys)],
+                "       priority FROM batch_jobs WHERE id = %s",
+                [found[0]],
             ).fetchone()
-        if row:
-            _lock_job(conn, row["id"], wait=RESUME_LOCK_WAIT)
-            conn.execute(
-                "UPDATE batch_items SET status = 'queued', estimated_time = NULL, updated_at = now()"
-                " WHERE batch_job_id = %s AND status = 'processing'",
-                [row["id"]],
-            )
-            conn.execute(  # the run now processing the job, which the run-failure sensor looks it up by
-                "UPDATE batch_jobs SET shared_parameters = jsonb_set(shared_parameters, '{run}', %s)"
-                " WHERE id = %s AND status IN ('queued', 'processing')",
-                [Jsonb(label), row["id"]],
-            )
-            return BatchJob(
-                id=row["id"], name=row["name"], total_items=row["total_items"], resumed=True,
-                processed_before=row["completed_items"], failed_before=row["failed_items"],
-                settings=JobSettings(row["concurrent_processing"], row["error_handling"], row["priority"]),
-            )
-        job = _create_job(conn, scaffolding, settings, topic_keys, label=label, generator=generator)
-        _lock_job(conn, job.id, wait=None)
-        return job
+        conn.execute(
+            "UPDATE batch_items SET status = 'queued', estimated_time = NULL, updated_at = now()"
+            " WHERE batch_job_id = %s AND status = 'processing'",
+            [row["id"]],
+        )
+        conn.execute(  # the run now processing the job, which the run-failure sensor looks it up by
+            "UPDATE batch_jobs SET shared_parameters = jsonb_set(shared_parameters, '{run}', %s)"
+            " WHERE id = %s AND status IN ('queued', 'processing')",
+            [Jsonb(label), row["id"]],
+        )
+        return BatchJob(
+            id=row["id"], name=row["name"], total_items=row["total_items"], resumed=True,
+            processed_before=row["completed_items"], failed_before=row["failed_items"],
+            settings=JobSettings(row["concurrent_processing"], row["error_handling"], row["priority"],
+                                 owner=owner, conversation_status=settings.conversation_status),
+        )
 
 
 def _create_job(conn, scaffolding: Scaffolding, settings: JobSettings, topic_keys: list[str], *, label: str,
@@ -167,12 +243,14 @@ def _create_job(conn, scaffolding: Scaffolding, settings: JobSettings, topic_key
         "generator": generator,
         "run": label,
     }
+    owned = [c for c in owner_columns("batch_jobs") if c in live_columns(conn, "batch_jobs")]
     (job_id,) = conn.execute(
-        "INSERT INTO batch_jobs (name, job_type, status, priority, total_items, tier, shared_parameters,"
-        "                        concurrent_processing, error_handling)"
-        " VALUES (%s, 'generation', 'queued', %s, %s, %s, %s, %s, %s) RETURNING id",
+        sql.SQL("INSERT INTO batch_jobs (name, job_type, status, priority, total_items, tier, shared_parameters,"
+                " concurrent_processing, error_handling, {owned})"
+                " VALUES (%s, 'generation', 'queued', %s, %s, %s, %s, %s, %s, {owners}) RETURNING id").format(
+            owned=sql.SQL(", ").join(map(sql.Identifier, owned)), owners=sql.SQL(", ").join([sql.Placeholder()] * len(owned))),
         [name, settings.priority, len(triples), tiers.pop() if len(tiers) == 1 else None, Jsonb(shared),
-         settings.concurrent_processing, settings.error_handling],
+         settings.concurrent_processing, settings.error_handling, *[settings.owner] * len(owned)],
     ).fetchone()
     with conn.cursor() as cur, cur.copy(
         "COPY batch_items (batch_job_id, position, topic, tier, parameters, status, progress) FROM STDIN"
@@ -224,28 +302,20 @@ def queued_items(conn: psycopg.Connection, job_id: UUID) -> list[Item]:
 
 
 def claim_items(conn: psycopg.Connection, job_id: UUID, limit: int, estimated_time: int | None) -> list[Item]:
-    """Move up to `limit` queued items to `processing` (committed), lowest positions first."""
+    """Move up to `limit` queued items to `processing` (committed), lowest positions first; none once the job
+    is final (cancelled meanwhile)."""
     with conn.transaction(), conn.cursor() as cur:
         set_json_loads(orjson.loads, cur)  # the parameters of thousands of items a second
         rows = cur.execute(
             "UPDATE batch_items AS b SET status = 'processing', estimated_time = %s, updated_at = now()"
             "  FROM (SELECT id FROM batch_items WHERE batch_job_id = %s AND status = 'queued'"
+            "           AND EXISTS (SELECT FROM batch_jobs WHERE id = %s AND status IN ('queued', 'processing'))"
             "         ORDER BY position LIMIT %s FOR UPDATE SKIP LOCKED) AS q"
             " WHERE b.id = q.id RETURNING b.id, b.position, b.topic, b.tier, b.parameters",
-            [estimated_time, job_id, limit],
+            [estimated_time, job_id, job_id, limit],
         ).fetchall()
     return sorted(itertools.starmap(Item, rows), key=lambda i: i.position)
 
-
-_INSERT_CONVERSATIONS = """
-INSERT INTO conversations (id, conversation_id, persona_id, emotional_arc_id, training_topic_id, tier, status,
-                           parameters, turn_count, total_tokens, quality_score, file_path, file_size)
-SELECT c.id, c.conversation_id, c.persona_id, c.arc_id, c.topic_id, c.tier, %s, c.parameters,
-       c.turn_count, c.total_tokens, c.quality_score, c.file_path, c.file_size
-  FROM jsonb_to_recordset(%s::jsonb)
-       AS c(id uuid, conversation_id text, persona_id uuid, arc_id uuid, topic_id uuid, tier text, parameters jsonb,
-            turn_count int, total_tokens int, quality_score numeric, file_path text, file_size bigint)
-"""
 
 _COMPLETE = (
     "UPDATE batch_items AS b SET status = 'completed', progress = 100, conversation_id = u.conversation,"
@@ -271,13 +341,16 @@ UPDATE batch_jobs
                      * %(seconds_per_item)s::float8)::int END,
        updated_at = now()
  WHERE id = %(job)s
+RETURNING status
 """
 
 
 def record_outcomes(
-    conn: psycopg.Connection, job_id: UUID, outcomes: list[Outcome], seconds_per_item: float | None
-) -> None:
-    """In one transaction: the conversations, the items' completion or failure, and the job's counters.
+    conn: psycopg.Connection, job_id: UUID, outcomes: list[Outcome], seconds_per_item: float | None,
+    insert: ConversationInsert,
+) -> str:
+    """In one transaction: the conversations, the items' completion or failure, and the job's counters;
+    returns the job's status (`cancelled`: someone cancelled it meanwhile).
 
     Only items still `processing` are moved; any other state rolls the whole batch back.
     """
@@ -290,7 +363,7 @@ def record_outcomes(
     with conn.pipeline() as pipeline, conn.transaction():  # one round trip for the statements
         moved = []  # each UPDATE that moves items, with how many it must move
         if done:
-            conn.execute(_INSERT_CONVERSATIONS, [CONVERSATION_STATUS, orjson.dumps(rows).decode()])
+            conn.execute(insert.statement, [*insert.job_values, orjson.dumps(rows).decode()])
             # Linking an item checks its conversation_id foreign key, one lookup per row through a plan the
             # session caches. Planned generically while `conversations` was still small (a new application's
             # first batch), it stays a sequential scan as the table grows: quadratic over a large batch. Set
@@ -302,55 +375,104 @@ def record_outcomes(
         if failed:
             moved.append((conn.execute(_FAIL, [orjson.dumps(
                 [{"item": o.item.id, "message": o.error} for o in failed]).decode(), job_id]), len(failed)))
-        conn.execute(_COUNT, {"processed": len(outcomes), "succeeded": len(done), "failed": len(failed),
-                              "seconds_per_item": seconds_per_item, "job": job_id})
+        counted = conn.execute(_COUNT, {"processed": len(outcomes), "succeeded": len(done), "failed": len(failed),
+                                        "seconds_per_item": seconds_per_item, "job": job_id})
         pipeline.sync()
         if any(cursor.rowcount != expected for cursor, expected in moved):
             raise RuntimeError("some items were no longer processing by this run; the batch was rolled back")
+        (status,) = counted.fetchone()
+    return status
 
 
 def finish_job(conn: psycopg.Connection, job_id: UUID, *, stopped: bool, cancelled: bool) -> str:
     """The job's final status; when stopped or cancelled, the items it never ran become `cancelled`.
 
-    A job already final (another run finished it while this one waited for its lock) keeps its status.
+    A job already final (another run finished it while this one waited for its lock, or someone
+    cancelled it) keeps its status.
     """
     with conn.transaction():
-        if stopped or cancelled:
-            conn.execute(
-                "UPDATE batch_items SET status = 'cancelled', estimated_time = NULL, updated_at = now()"
-                " WHERE batch_job_id = %s AND status IN ('queued', 'processing')",
-                [job_id],
-            )
+        # Decided here under the row's lock and sent as a parameter: the column may be an enum type, which
+        # accepts an untyped parameter but not the text a CASE of literals makes.
+        row = conn.execute("SELECT successful_items FROM batch_jobs WHERE id = %s FOR UPDATE", [job_id]).fetchone()
+        final = "cancelled" if cancelled else "failed" if stopped or not (row and row[0]) else "completed"
         (status,) = conn.execute(
             "WITH final AS ("
-            " UPDATE batch_jobs SET status = CASE WHEN %(cancelled)s THEN 'cancelled'"
-            "                                    WHEN %(stopped)s OR successful_items = 0 THEN 'failed'"
-            "                                    ELSE 'completed' END,"
+            " UPDATE batch_jobs SET status = %(final)s,"
             "       completed_at = now(), estimated_time_remaining = 0, updated_at = now()"
             " WHERE id = %(job)s AND status IN ('queued', 'processing') RETURNING status)"
             " SELECT status FROM final UNION ALL SELECT status FROM batch_jobs WHERE id = %(job)s"
             "   AND NOT EXISTS (SELECT FROM final)",
-            {"cancelled": cancelled, "stopped": stopped, "job": job_id},
+            {"final": final, "job": job_id},
         ).fetchone()
+        if stopped or status == "cancelled":
+            _cancel_items(conn, job_id)
     return status
 
 
-def requeue_job(conn: psycopg.Connection, job_id: UUID) -> None:
-    """After an unexpected error: the job and the items it held wait, `queued`, for the next run."""
+def _cancel_items(conn: psycopg.Connection, job_id: UUID, statuses: tuple[str, ...] = ("queued", "processing")):
+    conn.execute(
+        "UPDATE batch_items SET status = 'cancelled', estimated_time = NULL, updated_at = now()"
+        " WHERE batch_job_id = %s AND status::text = ANY(%s)",  # the column may be an enum type
+        [job_id, list(statuses)],
+    )
+
+
+class NotCancellable(RuntimeError):
+    """The batch job does not exist, or is already final."""
+
+
+def cancel_job(conn: psycopg.Connection, job_id: UUID | str) -> dict:
+    """Cancel a batch job as a decision: it stays cancelled, and a run processing it stops at its next step.
+
+    Its queued items are cancelled at once; the items a live run holds are the run's to record or
+    cancel, and those of a run that died are cancelled here. Returns the job's summary.
+    """
     with conn.transaction():
-        conn.execute(
-            "UPDATE batch_items SET status = 'queued', estimated_time = NULL, updated_at = now()"
-            " WHERE batch_job_id = %s AND status = 'processing'",
-            [job_id],
-        )
-        conn.execute("UPDATE batch_jobs SET status = 'queued', updated_at = now() WHERE id = %s", [job_id])
+        row = conn.execute("SELECT status FROM batch_jobs WHERE id::text = %s FOR UPDATE", [str(job_id)]).fetchone()
+        if row is None:
+            raise NotCancellable(f"no batch job {job_id}")
+        if row[0] not in ("queued", "processing"):
+            raise NotCancellable(f"batch job {job_id} is already {row[0]}: nothing to cancel")
+        _cancel(conn, job_id)
+    return job_summary(conn, job_id)
 
 
-def release_run_jobs(conn: psycopg.Connection, label: str, *, cancelled: bool) -> list[UUID]:
+def _cancel(conn: psycopg.Connection, job_id: UUID | str) -> None:
+    """In the caller's transaction: the job `cancelled`, and the items no live run holds."""
+    conn.execute(
+        "UPDATE batch_jobs SET status = 'cancelled', completed_at = now(), estimated_time_remaining = 0,"
+        " updated_at = now() WHERE id = %s AND status IN ('queued', 'processing')",
+        [job_id],
+    )
+    (free,) = conn.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
+                           [f"bulkgen.batch_job:{job_id}"]).fetchone()
+    _cancel_items(conn, job_id, ("queued", "processing") if free else ("queued",))
+
+
+def requeue_job(conn: psycopg.Connection, job_id: UUID) -> str:
+    """After an interrupt or an unexpected error: the job and the items it held wait, `queued`, for the next
+    run. A job cancelled meanwhile stays cancelled, and so do the items it held. Returns the job's status."""
+    with conn.transaction():
+        (status,) = conn.execute("SELECT status FROM batch_jobs WHERE id = %s FOR UPDATE", [job_id]).fetchone()
+        if status in ("queued", "processing"):
+            status = "queued"
+            conn.execute("UPDATE batch_jobs SET status = 'queued', updated_at = now() WHERE id = %s", [job_id])
+            conn.execute(
+                "UPDATE batch_items SET status = 'queued', estimated_time = NULL, updated_at = now()"
+                " WHERE batch_job_id = %s AND status = 'processing'",
+                [job_id],
+            )
+        elif status == "cancelled":
+            _cancel_items(conn, job_id)
+    return status
+
+
+def release_run_jobs(conn: psycopg.Connection, label: str) -> list[UUID]:
     """After the run `label` ended with its job still `processing` (its process died): leave nothing `processing`.
 
-    A failed run's job is requeued, as after an unexpected error, for the next run to resume; a
-    canceled run's job is cancelled. A job a live session holds (resumed since) is left alone.
+    The job is requeued, as after an interrupt, for the next run to resume, whether the run failed or
+    was canceled (terminated is interrupted, not a decision about the job). A job a live session holds
+    (resumed since) is left alone.
     """
     candidates = conn.execute(
         "SELECT id FROM batch_jobs WHERE status = 'processing' AND shared_parameters ->> 'run' = %s", [label]
@@ -368,24 +490,19 @@ def release_run_jobs(conn: psycopg.Connection, label: str, *, cancelled: bool) -
             ).fetchone()
             if (status, run) != ("processing", label):  # finished or resumed while this waited
                 continue
-            if cancelled:
-                finish_job(conn, job_id, stopped=False, cancelled=True)
-            else:
-                requeue_job(conn, job_id)
+            requeue_job(conn, job_id)
             released.append(job_id)
         finally:
             unlock_job(conn, job_id)
     return released
 
 
-def conversation_files(conn: psycopg.Connection, job_id: UUID) -> set[str]:
-    """The file of every conversation the job's items point at."""
+def unlinked_items(conn: psycopg.Connection, job_id: UUID) -> list[UUID]:
+    """The job's items that point at no conversation: a file stored for one of them is an orphan."""
     rows = conn.execute(
-        "SELECT c.file_path FROM batch_items b JOIN conversations c ON c.id = b.conversation_id"
-        " WHERE b.batch_job_id = %s",
-        [job_id],
+        "SELECT id FROM batch_items WHERE batch_job_id = %s AND conversation_id IS NULL", [job_id]
     ).fetchall()
-    return {path for (path,) in rows}
+    return [item for (item,) in rows]
 
 
 def job_summary(conn: psycopg.Connection, job_id: UUID) -> dict:

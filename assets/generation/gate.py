@@ -6,26 +6,26 @@ generation asset also checks, itself:
 1. the live database accepts every value generation writes into an enum-like column (the
    audit's own evaluation of the CHECK constraints, enum types and domains, read-only),
    every table and column it writes exists, and the role may read and write them;
-2. the fix asset's latest materialization passed its blocking check (read from the Dagster
-   instance), so a database fixed by hand or half-migrated is not taken on trust.
+2. the database owes no fix: planning the fix against its live schema finds nothing to do, so
+   a half-migrated database (a NOT VALID check left behind, legacy rows still allowed) is not
+   taken on trust. Its own ledger says who applied the last fix; a fix by `bulkgen migrate`,
+   by the asset or by hand counts alike.
+
+Both answers come from the target database itself, never from a Dagster instance, which may
+have recorded a fix of another database, or none of this one's.
 """
 
 from __future__ import annotations
 
-import time
-
-import dagster as dg
 import psycopg
-from psycopg import sql
 
 from assets.audit.catalog import read_catalog
 from assets.audit.contract import Contract
 from assets.audit.verdicts import judge_value_set
-from assets.migration.asset import accepts_code_statuses, batch_jobs_status_constraint
+from assets.migration.ledger import ledger_entries
+from assets.migration.plan import PlanError, make_plan
+from assets.privileges import lacking_privileges
 
-FIX_ASSET = batch_jobs_status_constraint.key
-(FIX_CHECK,) = accepts_code_statuses.check_keys
-CHECK_WAIT_S = 120.0  # how long a concurrent run's fix may take to have its check evaluated
 WRITTEN_TABLES = ("batch_jobs", "batch_items", "conversations")
 PRIVILEGES = {  # what generation does to each table it touches
     "personas": "SELECT", "emotional_arcs": "SELECT", "training_topics": "SELECT",
@@ -75,58 +75,43 @@ def privilege_refusals(conn: psycopg.Connection, schema: str, tables: list[str])
     """One line per table on which the current role lacks a privilege generation uses, naming them."""
     problems = []
     for table in tables:
-        name = sql.Identifier(schema, table).as_string(conn)
-        lacking = [p for p in PRIVILEGES[table].split(", ")
-                   if not conn.execute("SELECT has_table_privilege(%s::regclass, %s)", [name, p]).fetchone()[0]]
+        lacking = lacking_privileges(conn, schema, table, PRIVILEGES[table].split(", "))
         if lacking:
             (user,) = conn.execute("SELECT current_user").fetchone()
             problems.append(f"role {user} lacks {', '.join(lacking)} on {schema}.{table}")
     return problems
 
 
-def fix_refusal(instance: dg.DagsterInstance, *, wait_s: float = CHECK_WAIT_S) -> str | None:
-    """Why the fix asset's latest materialization cannot be trusted, or None when its check passed on it.
-
-    A materialization whose run is still going (a concurrent run of the chain) is waited for, up to
-    `wait_s`, until its check has evaluated it.
-    """
-    deadline = time.monotonic() + wait_s
-    while True:
-        reason, pending = _fix_verdict(instance)
-        if not pending or time.monotonic() > deadline:
-            return reason
-        time.sleep(0.5)
-
-
-def _fix_verdict(instance: dg.DagsterInstance) -> tuple[str | None, bool]:
-    """(why the fix cannot be trusted or None, whether the check may still evaluate its latest materialization)."""
-    latest = instance.fetch_materializations(FIX_ASSET, limit=1).records
-    if not latest:
-        return f"{FIX_ASSET.to_user_string()} has never been materialized (run the fix first: bulkgen run)", False
-    record = instance.get_latest_asset_check_evaluation_record(FIX_CHECK)
-    evaluation = record.event.asset_check_evaluation if record and record.event else None
-    target = evaluation.target_materialization_data if evaluation else None
-    if evaluation is None or target is None or target.storage_id != latest[0].storage_id:
-        run = instance.get_run_by_id(latest[0].run_id) if latest[0].run_id else None
-        return (f"the check {FIX_CHECK.name} has not evaluated the latest materialization of "
-                f"{FIX_ASSET.to_user_string()}"), run is not None and not run.is_finished
-    if not evaluation.passed:
-        return f"the check {FIX_CHECK.name} failed on the latest materialization of {FIX_ASSET.to_user_string()}", False
-    return None, False
+def fix_record(conn: psycopg.Connection, contract: Contract) -> tuple[str | None, str]:
+    """(why the database still owes the fix or None, what its ledger says of the last fix applied to it)."""
+    entries = ledger_entries(conn, contract.schema)
+    last = entries[-1] if entries else None
+    record = (f"last fix applied: {last['step']} (plan {last['plan_hash']}) at "
+              f"{last['applied_at']:%Y-%m-%d %H:%M:%S%z} by {last['applied_by']}" if last
+              else "no fix recorded in the ledger")
+    try:
+        plan = make_plan(conn, contract)
+    except PlanError as exc:
+        return f"the fix cannot be planned: {exc}", record
+    if plan.errors:
+        return f"the fix cannot run: {'; '.join(plan.errors)}", record
+    if plan.steps:
+        return (f"the database owes the fix (plan {plan.hash}: {plan.describe()}; {record}): apply it with "
+                "`bulkgen migrate` or the batch_jobs_status_constraint asset"), record
+    return None, record
 
 
 def ensure_gate_open(
-    conn: psycopg.Connection,
-    contract: Contract,
-    writes: dict[tuple[str, str], tuple[str, ...]],
-    instance: dg.DagsterInstance,
-) -> None:
-    """Raise GateClosed naming every problem with the database and with the fix."""
+    conn: psycopg.Connection, contract: Contract, writes: dict[tuple[str, str], tuple[str, ...]]
+) -> str:
+    """Raise GateClosed naming every problem with the database and its fix; else return its fix record."""
     problems = database_refusals(conn, contract, writes)
-    if fix := fix_refusal(instance):
-        problems.append(fix)
+    owed, record = fix_record(conn, contract)
+    if owed:
+        problems.append(owed)
     if problems:
         raise GateClosed("generation refused, nothing written: " + "; ".join(problems))
+    return record
 
 
 def _quote(values: list[str]) -> str:

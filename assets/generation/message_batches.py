@@ -28,7 +28,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
-from assets.generation.batch import BatchJob, Item, Outcome, record_outcomes
+from assets.generation.batch import BatchJob, ConversationInsert, Item, Outcome, record_outcomes
 from assets.generation.budget import Budget
 from resources.generators import GenerationError, Usage
 
@@ -43,16 +43,19 @@ class BatchTally:
     succeeded: int = 0
     usage: Usage = field(default_factory=Usage)
     preview_path: str | None = None
-    stopped_outside: bool = False  # the job was stopped from outside while its batches ran
+    cancelled: bool = False  # the job was cancelled from outside (a decision) while its batches ran
     interrupt: BaseException | None = None
 
 
-def process_in_batches(conn: psycopg.Connection, job: BatchJob, producer, generator, budget: Budget, *,
-                       stop_on_failure: bool, log: Callable[[str], None]) -> BatchTally:
+def process_in_batches(conn: psycopg.Connection, job: BatchJob, producer, generator, budget: Budget,
+                       insert: ConversationInsert, *, stop_on_failure: bool,
+                       log: Callable[[str], None]) -> BatchTally:
     """Submit the job's queued items as message batches and record their results until none is left.
 
-    Returns with `interrupt` set when the run was interrupted (its live batches then cancelled); an
-    error leaves the batches running for the next run to re-attach to.
+    Once the producer halts (an interrupt, a failure under 'stop') or the job is cancelled, the live
+    batches are cancelled and it returns: the next run re-attaches to them and records what they
+    finished. An error leaves the batches running for the next run to re-attach to; an interrupt
+    raised rather than deferred comes back in `interrupt`.
     """
     tally = BatchTally()
     live = _live_batches(conn, job.id)  # id -> its reservation from the budget
@@ -65,10 +68,10 @@ def process_in_batches(conn: psycopg.Connection, job: BatchJob, producer, genera
     try:
         while True:
             if not (producer.halt.is_set() or budget.reached):
-                _submit(conn, job.id, producer, generator, budget, tally, live, log)
+                _submit(conn, job.id, producer, generator, budget, insert, tally, live, log)
             if not live:
                 return tally
-            time.sleep(wait)
+            producer.halt.wait(wait)  # an interrupt or a stop ends the wait
             wait = min(wait * 2, generator.batch_poll_max_s)
             for batch_id in list(live):
                 batch = generator.retrieve_batch(batch_id)
@@ -79,12 +82,12 @@ def process_in_batches(conn: psycopg.Connection, job: BatchJob, producer, genera
                     shown[batch_id] = progress
                     log(progress)
                 if batch.processing_status == "ended":
-                    _collect(conn, job.id, batch_id, live.pop(batch_id), producer, generator, budget, tally,
+                    _collect(conn, job.id, batch_id, live.pop(batch_id), producer, generator, budget, insert, tally,
                              stop_on_failure=stop_on_failure, log=log)
                     wait = generator.batch_poll_s  # a follow-up batch may start now
-            tally.stopped_outside = _stopped(conn, job.id)
-            if producer.halt.is_set() or tally.stopped_outside:
-                _cancel(generator, live, log, "the job stopped")
+            tally.cancelled = tally.cancelled or _stopped(conn, job.id)
+            if producer.halt.is_set() or tally.cancelled:
+                _cancel(generator, live, log, "the job stopped" if tally.cancelled or not live else "the run stopped")
                 return tally
     except Exception:
         raise  # the batches keep running; the next run re-attaches
@@ -101,6 +104,11 @@ def cancel_job_batches(conn: psycopg.Connection, job_id: UUID, generator, log: C
     return sorted(live)
 
 
+def recorded_batches(conn: psycopg.Connection, job_id: UUID) -> list[str]:
+    """The job's message batches whose results have not been recorded."""
+    return sorted(_live_batches(conn, job_id))
+
+
 def _live_batches(conn: psycopg.Connection, job_id: UUID) -> dict[str, float]:
     """The job's recorded batches whose results have not been recorded yet."""
     (batches,) = conn.execute(
@@ -110,8 +118,8 @@ def _live_batches(conn: psycopg.Connection, job_id: UUID) -> dict[str, float]:
             if not info.get("collected")}
 
 
-def _submit(conn, job_id: UUID, producer, generator, budget: Budget, tally: BatchTally, live: dict[str, float],
-            log) -> None:
+def _submit(conn, job_id: UUID, producer, generator, budget: Budget, insert: ConversationInsert, tally: BatchTally,
+            live: dict[str, float], log) -> None:
     """Claim the queued items no live batch holds and submit them, batch by batch, while the budget allows; each
     batch joins `live` as soon as it exists, so that an interrupt from then on cancels it."""
     while items := _claim_unbatched(conn, job_id, generator.max_requests_per_batch):
@@ -120,7 +128,7 @@ def _submit(conn, job_id: UUID, producer, generator, budget: Budget, tally: Batc
             try:
                 request = producer.request(item)
             except KeyError:  # a row gone since the job was made: fails as in messages mode
-                _record(conn, job_id, [producer.produce(item, generator.generate)], tally)
+                _record(conn, job_id, [producer.produce(item, generator.generate)], insert, tally)
                 continue
             cost = budget.reserve(generator.estimate_usage(request)) if not refused else None
             if cost is None:
@@ -183,7 +191,7 @@ def _requeue(conn, job_id: UUID, item_ids: list[UUID]) -> None:
 
 
 def _collect(conn, job_id: UUID, batch_id: str, reserved: float, producer, generator, budget: Budget,
-             tally: BatchTally, *, stop_on_failure: bool, log) -> None:
+             insert: ConversationInsert, tally: BatchTally, *, stop_on_failure: bool, log) -> None:
     """Record an ended batch's results; its items without a conversation and sends left go back to `queued`."""
     billed, retried = Usage(), 0
     results = generator.batch_results(batch_id)
@@ -200,8 +208,8 @@ def _collect(conn, job_id: UUID, batch_id: str, reserved: float, producer, gener
                 retried += 1
             else:
                 outcomes.append(outcome)
-        _record(conn, job_id, outcomes, tally)
-        if stop_on_failure and any(o.conversation is None for o in outcomes):
+        _record(conn, job_id, outcomes, insert, tally)
+        if (stop_on_failure and any(o.conversation is None for o in outcomes)) or tally.cancelled:
             producer.halt.set()
     budget.settle(reserved, billed)
     tally.usage += billed
@@ -258,10 +266,11 @@ def _outcome(item: Item, result, producer, generator) -> tuple[Outcome | None, U
     return Outcome(item, error=f"AnthropicGenerationError: {cause} (after {sends} batch sends)", usage=usage), usage
 
 
-def _record(conn, job_id: UUID, outcomes: list[Outcome], tally: BatchTally) -> None:
+def _record(conn, job_id: UUID, outcomes: list[Outcome], insert: ConversationInsert, tally: BatchTally) -> None:
     if not outcomes:
         return
-    record_outcomes(conn, job_id, outcomes, None)
+    if record_outcomes(conn, job_id, outcomes, None, insert) == "cancelled":
+        tally.cancelled = True  # cancelled as a decision meanwhile
     ok = [o for o in outcomes if o.conversation is not None]
     tally.processed += len(outcomes)
     tally.succeeded += len(ok)

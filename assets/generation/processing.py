@@ -16,9 +16,12 @@ With a budget (`max_cost_usd`), an item starts only while the run's cost stays w
 `queued` for a later run. A generator in batch mode sends the items through the Message Batches
 API instead of the threads (`message_batches.py`), recording each result the same way.
 
-Once an item fails under `error_handling = 'stop'`, or the run is interrupted (Ctrl-C, Dagster
-terminating the run), no further item starts: those already running are recorded and the
-job's remaining items are cancelled.
+Once an item fails under `error_handling = 'stop'`, no further item starts: those already running
+are recorded and the job's remaining items are cancelled. An interrupt (Ctrl-C, SIGTERM, a
+terminate from the UI; see `interrupts`) also stops new items and records the running ones, but
+leaves the job `queued`: the next run for the same topics resumes it and does only what is left.
+A job cancelled as a decision (`bulkgen cancel`, the app's own cancel) stays cancelled: the run
+notices, stops and cancels what it had not run.
 """
 
 from __future__ import annotations
@@ -35,12 +38,12 @@ import psycopg
 
 from assets.generation.batch import (
     BatchJob,
+    ConversationInsert,
     ConversationRow,
     Item,
     JobSettings,
     Outcome,
     claim_items,
-    conversation_files,
     finish_job,
     job_summary,
     open_job,
@@ -48,13 +51,20 @@ from assets.generation.batch import (
     record_outcomes,
     requeue_job,
     start_job,
+    unlinked_items,
     unlock_job,
+)
+from assets.generation.conversation_file import (
+    conversation_document,
+    conversation_folder,
+    file_key,
+    validate_document,
 )
 from assets.generation.budget import Budget
 from assets.generation.faults import fault_point
+from assets.generation.interrupts import DeferredInterrupts
 from assets.generation.message_batches import process_in_batches
 from assets.generation.scaffolding import JobRows, load_job_rows, load_scaffolding
-from pipelines.partitions import topic_partition_key
 from resources.conversation_store import ConversationStore
 from resources.generators import (
     ConversationGenerator,
@@ -105,56 +115,70 @@ def generate_conversations(
     *,
     label: str,
     log: Callable[[str], None] = lambda _: None,
+    new_batch: bool = False,
     max_cost_usd: float | None = None,
 ) -> GenerationResult:
-    """Create (or resume) the batch job for `topic_keys` and process it to a final status (or, when the budget
-    `max_cost_usd` is reached, leave its remaining items `queued`).
+    """Resume the unfinished batch job for `topic_keys` (or, with `new_batch` or none to resume, create one)
+    and process it to a final status; interrupted, the job is left `queued` and the interrupt raised; with a
+    budget `max_cost_usd` reached, its remaining items are left `queued` for a later run.
 
-    `conn` must be in autocommit mode: every step commits on its own. The gate is the caller's.
+    `conn` must be in autocommit mode: every step commits on its own. The gate (and the owner's check
+    against the users table) is the caller's; the owner is `settings.owner`, unset: $BULKGEN_OWNER.
     """
     if not conn.autocommit:
         raise ValueError("generation needs an autocommit connection: each step commits on its own")
-    scaffolding = load_scaffolding(conn, topic_keys)
-    job = open_job(conn, scaffolding, settings, label=label, generator=generator.name)
-    fault_point("opened")
-    log(f"{'resumed' if job.resumed else 'created'} batch job {job.id}: {job.total_items} items"
-        + (f", {job.processed_before} already processed" if job.resumed else ""))
-    try:
-        # A resumed job's items keep the rows they were made from, which may since have been deactivated.
-        rows = load_job_rows(conn, job.id) if job.resumed else JobRows.of(scaffolding)
-        return _process(conn, job, rows, generator, store, Budget(max_cost_usd, generator.cost), log)
-    finally:
-        if not conn.broken:
-            unlock_job(conn, job.id)
+    with DeferredInterrupts() as interrupts:
+        scaffolding = load_scaffolding(conn, topic_keys)
+        job = open_job(conn, scaffolding, settings, label=label, generator=generator.name, new_batch=new_batch)
+        fault_point("opened")
+        log(f"{'resumed' if job.resumed else 'created'} batch job {job.id}: {job.total_items} items"
+            + (f", {job.processed_before} already processed" if job.resumed else ""))
+        try:
+            # A resumed job's items keep the rows they were made from, which may since have been deactivated.
+            rows = load_job_rows(conn, job.id) if job.resumed else JobRows.of(scaffolding)
+            result = _process(conn, job, rows, generator, store, interrupts, Budget(max_cost_usd, generator.cost),
+                              log)
+        finally:
+            if not conn.broken:
+                unlock_job(conn, job.id)
+    if interrupts.interrupted:
+        log(f"interrupted: batch job {job.id} {result.status} after {result.processed} items this run; "
+            "the next run for these topics resumes it")
+        interrupts.deliver()
+    return result
 
 
-def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationStore, budget: Budget,
-             log: Callable[[str], None]) -> GenerationResult:
+def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationStore,
+             interrupts: DeferredInterrupts, budget: Budget, log: Callable[[str], None]) -> GenerationResult:
     estimated = _estimate(conn, job.id, rows, generator)
     start_job(conn, job.id)
     fault_point("started")
     stop_on_failure = job.settings.error_handling == "stop"
-    halt = threading.Event()  # once set, no item starts: a failure under 'stop', or an interrupt
-    if stop_on_failure and job.failed_before:
+    halt = threading.Event()  # once set, no item starts: a failure under 'stop', an interrupt, a cancel
+    interrupts.on_interrupt = halt.set
+    if (stop_on_failure and job.failed_before) or interrupts.interrupted:
         halt.set()
     batched = getattr(generator, "batched", False)
-    producer = _Producer(job.id, rows, generator, store, halt, stop_on_failure, budget)
+    producer = _Producer(job, rows, generator, store, halt, stop_on_failure, budget)
     workers = _Workers(0 if batched else job.settings.concurrent_processing if generator.waits else 1,  # a bound
                        producer)
-    interrupt, exhausted, stopped_outside = None, False, False
+    insert = ConversationInsert.for_table(conn, owner=job.settings.owner, status=job.settings.conversation_status,
+                                          bucket=store.bucket)
+    interrupt, exhausted, cancelled = None, False, False  # interrupt: one raised rather than deferred
     in_flight = processed = succeeded = 0  # in flight: handed to the workers, outcome not yet back
     usage = Usage()
     preview_path = None
     started = time.monotonic()
     try:
         if batched:  # the Message Batches API takes the items instead of the threads below
-            tally = process_in_batches(conn, job, producer, generator, budget, stop_on_failure=stop_on_failure,
-                                       log=log)
+            tally = process_in_batches(conn, job, producer, generator, budget, insert,
+                                       stop_on_failure=stop_on_failure, log=log)
             processed, succeeded, usage, preview_path = tally.processed, tally.succeeded, tally.usage, tally.preview_path
-            interrupt, stopped_outside = tally.interrupt, tally.stopped_outside
+            interrupt, cancelled = tally.interrupt, tally.cancelled
         while not batched:
             try:
-                if interrupt is not None:  # what was handed out is all back once the threads have ended
+                draining = interrupt is not None or interrupts.interrupted
+                if draining:  # what was handed out is all back once the threads have ended
                     finished, in_flight = workers.drain(), 0
                 else:
                     window = _window(workers.count, processed, started)
@@ -176,16 +200,19 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
                 if outcomes:
                     processed += len(outcomes)
                     usage = sum((o.usage for o in outcomes if o.usage is not None), usage)
-                    record_outcomes(conn, job.id, outcomes, (time.monotonic() - started) / processed)
+                    recorded = record_outcomes(conn, job.id, outcomes, (time.monotonic() - started) / processed, insert)
+                    if recorded == "cancelled":
+                        cancelled = True  # cancelled as a decision meanwhile: no further item starts
+                        halt.set()
                     fault_point("recorded")
                     ok = [o for o in outcomes if o.conversation is not None]
                     succeeded += len(ok)
                     preview_path = preview_path or (ok[0].conversation.file_path if ok else None)
-                if interrupt is not None:
+                if draining:
                     break
             except Exception:
                 raise
-            except BaseException as exc:  # an interrupt: nothing new starts, what runs is recorded, the rest cancelled
+            except BaseException as exc:  # an interrupt not deferred (a second one): as a deferred one, then raised
                 if interrupt is not None:
                     raise
                 interrupt = exc
@@ -199,21 +226,23 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     workers.stop()
     stopped = stop_on_failure and (job.failed_before + processed - succeeded) > 0
     fault_point("finishing")
-    # A file no row points at comes only from a run that died after writing it (its job is then resumed) or
-    # from a write that failed half way (its item failed); otherwise every file written has its row.
-    if job.resumed or processed > succeeded:
-        store.prune(str(job.id), conversation_files(conn, job.id))  # before the job is final: a kill after leaves none
     left_queued = 0
-    if budget.reached and interrupt is None and not stopped:
-        requeue_job(conn, job.id)  # what the budget kept from starting waits for a later run
-        status = "queued"
+    if interrupt is not None or interrupts.interrupted:
+        status = requeue_job(conn, job.id)  # the next run resumes it; a job cancelled meanwhile stays cancelled
+        if interrupt is not None:
+            raise interrupt
+    elif budget.reached and not (stopped or cancelled):
+        status = requeue_job(conn, job.id)  # what the budget kept from starting waits for a later run
         left_queued = job_summary(conn, job.id)["items_by_status"].get("queued", 0)
         log(f"{budget.describe()}: {left_queued} item(s) left queued for a later run (not failures)")
     else:
-        status = finish_job(conn, job.id, stopped=stopped, cancelled=interrupt is not None or stopped_outside)
-    fault_point("finished")
-    if interrupt is not None:
-        raise interrupt
+        # A file no row points at comes only from a run that died after writing it (its job is then resumed) or
+        # from a write that failed half way (its item failed); otherwise every file written has its row.
+        if job.resumed or processed > succeeded:  # before the job is final: a kill after leaves no orphan
+            for item in unlinked_items(conn, job.id):  # an item's folder holds its file and the model's raw response
+                store.prune(conversation_folder(job.settings.owner, conversation_of(item)), set())
+        status = finish_job(conn, job.id, stopped=stopped, cancelled=cancelled)
+        fault_point("finished")
     return GenerationResult(
         job=job,
         status=status,
@@ -326,21 +355,14 @@ class _Workers:
 
 
 class _Producer:
-    """Generates one item's conversation and stores its file; an error fails that item (and halts under 'stop').
+    """Generates one item's conversation, checks its file against the app's schema and stores it; an error fails
+    that item (and halts under 'stop')."""
 
-    What each file repeats from the job's rows is made once, here, rather than for every item.
-    """
-
-    def __init__(self, job_id: UUID, rows: JobRows, generator: ConversationGenerator, store: ConversationStore,
+    def __init__(self, job: BatchJob, rows: JobRows, generator: ConversationGenerator, store: ConversationStore,
                  halt: threading.Event, stop_on_failure: bool, budget: Budget):
-        self.job_id = str(job_id)
+        self.job_id, self.owner = str(job.id), job.settings.owner
         self.rows, self.generator, self.store = rows, generator, store
         self.halt, self.stop_on_failure, self.budget = halt, stop_on_failure, budget
-        # Each row as the files show it.
-        self.personas = {k: _pick(r, "id", "persona_key", "name", "archetype") for k, r in rows.personas.items()}
-        self.arcs = {k: _pick(r, "id", "arc_key", "name", "starting_emotion", "ending_emotion")
-                     for k, r in rows.arcs.items()}
-        self.topics = {k: _pick(r, "id", "topic_key", "name", "category") for k, r in rows.topics.items()}
 
     def __call__(self, item: Item) -> Outcome | None:
         """None when the job halted, or the budget closed, before the item started: it stays claimed until the job
@@ -354,30 +376,22 @@ class _Producer:
         return _request(item, self.rows)
 
     def produce(self, item: Item, generate: Callable[[ConversationRequest], GeneratedConversation]) -> Outcome | None:
-        """The item's outcome: its conversation from `generate`, validated and stored, or the reason it has none."""
+        """The item's outcome: its conversation from `generate`, checked and stored, or the reason it has none."""
         p = item.parameters
         generated = None
         try:
             request = _request(item, self.rows)
             generated = generate(request)
             _check_turns(generated)
-            conversation_id = uuid5(CONVERSATION_NAMESPACE, str(item.id))
-            path = (f"{self.job_id}/{item.position:05d}-{topic_partition_key(p['topic_key'])}"
-                    f"-{topic_partition_key(p['persona_key'])}-{topic_partition_key(p['arc_key'])}.json")
-            document = {
-                "conversation_id": f"conv-{conversation_id}",
-                "batch_job_id": self.job_id,
-                "batch_item_id": str(item.id),
-                "generator": self.generator.name,
-                "tier": item.tier,
-                "persona": self.personas[p["persona_id"]],
-                "arc": self.arcs[p["arc_id"]],
-                "topic": self.topics[p["topic_id"]],
-                "turn_count": generated.turn_count,
-                "total_tokens": generated.total_tokens,
-                "turns": generated.turns,
-            }
-            size = self.store.write(path, document, raw=generated.raw)
+            conversation_id = conversation_of(item.id)
+            document = conversation_document(
+                conversation_id=str(conversation_id), persona=request.persona, arc=request.arc, topic=request.topic,
+                tier=item.tier, turns=generated.turns, generator=self.generator.name,
+                quality_score=generated.quality_score,
+            )
+            validate_document(document)
+            key = file_key(self.owner, conversation_id)
+            size = self.store.write(key, document, raw=generated.raw)
             fault_point("written")  # the file is stored, its item not yet completed
         except _OverBudget:
             self.halt.set()
@@ -387,23 +401,29 @@ class _Producer:
                 self.halt.set()
             billed = exc.usage if isinstance(exc, GenerationError) else generated.usage if generated else None
             return Outcome(item, error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR], usage=billed)
+        arc = request.arc
         return Outcome(item, ConversationRow(
             id=conversation_id,
-            conversation_id=document["conversation_id"],
+            conversation_id=str(conversation_id),
+            conversation_name=document["dataset_metadata"]["dataset_name"],
             persona_id=request.persona["id"],
-            arc_id=request.arc["id"],
-            topic_id=request.topic["id"],
+            emotional_arc_id=arc["id"],
+            training_topic_id=request.topic["id"],
+            persona_key=p["persona_key"],
+            emotional_arc_key=p["arc_key"],
+            topic_key=p["topic_key"],
             tier=item.tier,
             parameters={"topic_key": p["topic_key"], "persona_key": p["persona_key"], "arc_key": p["arc_key"],
-                        "batch_job_id": self.job_id, "batch_item_id": document["batch_item_id"],
+                        "batch_job_id": self.job_id, "batch_item_id": str(item.id),
                         "generator": self.generator.name},
             turn_count=generated.turn_count,
             total_tokens=generated.total_tokens,
             quality_score=generated.quality_score,
-            file_path=path,
+            starting_emotion=arc.get("starting_emotion"),
+            ending_emotion=arc.get("ending_emotion"),
+            file_path=key,
             file_size=size,
         ), usage=generated.usage)
-
 
     def _generate_within_budget(self, request: ConversationRequest) -> GeneratedConversation:
         reserved = self.budget.reserve(self.generator.estimate_usage(request))
@@ -419,6 +439,11 @@ class _Producer:
             raise
         finally:
             self.budget.settle(reserved, billed)
+
+
+def conversation_of(item_id: UUID) -> UUID:
+    """An item's conversation id, stable across retries: a rewritten file replaces the same key."""
+    return uuid5(CONVERSATION_NAMESPACE, str(item_id))
 
 
 class _OverBudget(Exception):
@@ -440,8 +465,3 @@ def _check_turns(generated: GeneratedConversation) -> None:
     expected = ["user" if i % 2 == 0 else "assistant" for i in range(len(roles))]
     if not roles or roles != expected or not all(str(t.get("content") or "").strip() for t in generated.turns):
         raise ValueError("the generator returned no conversation or turns that do not alternate user/assistant")
-
-
-def _pick(row: dict, *columns: str) -> dict:
-    """The named columns the row has, JSON-ready (ids as text)."""
-    return {c: str(row[c]) if c == "id" else row[c] for c in columns if c in row}

@@ -3,34 +3,42 @@
 Thin over `plan` and `execute`: materializing applies the plan (or, with `dry_run`, only shows
 it); the blocking check `accepts_code_statuses` judges the live constraints again with the
 audit's own evaluation, so generation downstream never runs on a schema that refuses it.
+After a fix the audit's own checks are evaluated again, in the same run, so that the audit's
+latest check results show the schema as the fix left it, never a fixed schema in red.
 """
 
-import dagster as dg
-from pydantic import Field
+from collections.abc import Mapping
+from dataclasses import Field as Field_
+from dataclasses import fields
+from typing import get_type_hints
 
-from assets.audit.asset import CONTRACT, schema_audit
+import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+from pydantic import Field, create_model
+
+from assets.audit.asset import CONTRACT, check_results, schema_audit
 from assets.audit.findings import run_audit
 from assets.migration.execute import MigrationFailed, Outcome, migrate, operator
-from assets.migration.plan import DEFAULT_REMAP, MigrationSettings, PlanError
+from assets.migration.model import PlanError
+from assets.migration.settings import MigrationSettings
 from resources.database import TargetDatabase
 
 POOL = "batch_jobs_status_migration"
-_DEFAULTS = MigrationSettings()
 
 
-class StatusConstraintConfig(dg.Config):
+def _config_field(setting: Field_) -> tuple:
+    """A setting as a config field: its type, default and description, read from MigrationSettings."""
+    default = getattr(MigrationSettings(), setting.name)
+    description = setting.metadata["description"]
+    if isinstance(default, Mapping):  # Dagster config takes a plain dict
+        return dict[str, str], Field(default_factory=lambda: dict(default), description=description)
+    return get_type_hints(MigrationSettings)[setting.name], Field(default=default, description=description)
+
+
+class StatusConstraintConfig(create_model("_MigrationSettingsConfig", __base__=dg.Config, **{f.name: _config_field(f) for f in fields(MigrationSettings)})):
     dry_run: bool = Field(default=False, description="Only show the plan and its exact SQL; write nothing.")
-    remap: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_REMAP), description="Legacy value -> the code value its rows become."
-    )
-    large_table_rows: int = Field(
-        default=_DEFAULTS.large_table_rows, description="Tables with at least this many rows take expand/contract."
-    )
-    batch_size: int = Field(default=_DEFAULTS.batch_size, description="Rows remapped per transaction (large tables).")
-    lock_timeout_ms: int = Field(default=_DEFAULTS.lock_timeout_ms, description="Longest wait for any lock.")
-    statement_timeout_ms: int = Field(default=_DEFAULTS.statement_timeout_ms, description="Longest statement.")
-    validate_timeout_ms: int = Field(default=_DEFAULTS.validate_timeout_ms, description="Longest VALIDATE scan.")
-    retry_window_s: float = Field(default=_DEFAULTS.retry_window_s, description="How long lock timeouts are retried.")
 
     def settings(self) -> MigrationSettings:
         return MigrationSettings(**self.model_dump(exclude={"dry_run"}))
@@ -41,8 +49,9 @@ class StatusConstraintConfig(dg.Config):
     deps=[schema_audit],
     kinds={"postgres"},
     pool=POOL,  # give the pool a limit of 1 on the instance: one migration run at a time
-    description="The CHECK constraints on contracted status columns, replaced safely so that they accept exactly "
-    "the values the code writes (legacy rows remapped first). Planned from the audit; a no-op when nothing refuses.",
+    description="What limits each contracted value-set column (CHECKs, enum types, domains, varchar lengths), "
+    "changed safely so that it accepts exactly the values the code writes (legacy rows remapped first). "
+    "Planned from the audit; a no-op when nothing refuses.",
 )
 def batch_jobs_status_constraint(
     context: dg.AssetExecutionContext, config: StatusConstraintConfig, database: TargetDatabase
@@ -53,12 +62,32 @@ def batch_jobs_status_constraint(
                 conn, CONTRACT, config.settings(), dry_run=config.dry_run,
                 applied_by=operator(f"dagster run {context.run.run_id}"), run_id=context.run.run_id,
             )
-        except (PlanError, MigrationFailed) as exc:
-            raise dg.Failure(description=f"{database.display_name()}: {exc}", allow_retries=False) from None
-    if outcome.plan.errors:
-        raise dg.Failure(description=outcome.message, metadata=outcome_metadata(outcome), allow_retries=False)
+        except (PlanError, MigrationFailed, ValueError) as exc:
+            manual = getattr(exc, "sql", "")  # the SQL a person would run instead, when there is one
+            raise dg.Failure(description=f"{database.display_name()}: {exc}", allow_retries=False,
+                             metadata={"sql": dg.MetadataValue.md(f"```sql\n{manual}```")} if manual else None,
+                             ) from None
+        metadata = {"database": database.display_name(), **outcome_metadata(outcome)}
+        if outcome.plan.errors:
+            raise dg.Failure(description=outcome.message, metadata=metadata, allow_retries=False)
+        if not config.dry_run:
+            audit_checks_again(context, run_audit(conn, CONTRACT))
     context.log.info(outcome.message)
-    return dg.MaterializeResult(metadata={**outcome_metadata(outcome), "database": database.display_name()})
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def audit_checks_again(context: dg.AssetExecutionContext, findings) -> None:
+    """The audit's checks, evaluated on `findings` (the schema as the fix left it), recorded on its latest
+    materialization: they replace, as the latest results, the ones the audit recorded before the fix."""
+    latest = context.instance.fetch_materializations(schema_audit.key, limit=1).records
+    target = AssetCheckEvaluationTargetMaterializationData(
+        storage_id=latest[0].storage_id, run_id=latest[0].run_id, timestamp=latest[0].timestamp) if latest else None
+    for result in check_results(CONTRACT, findings):
+        context.log_event(dg.AssetCheckEvaluation(
+            asset_key=schema_audit.key, check_name=result.check_name, passed=result.passed,
+            severity=result.severity, target_materialization_data=target,
+            metadata={**result.metadata, "evaluated": f"after {batch_jobs_status_constraint.key.to_user_string()}"},
+        ))
 
 
 @dg.asset_check(

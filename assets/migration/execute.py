@@ -24,7 +24,10 @@ import psycopg
 from assets.audit.catalog import read_catalog
 from assets.audit.contract import Contract
 from assets.migration.ledger import ledger_entries, record_step
-from assets.migration.plan import MigrationSettings, Plan, Step, make_plan, require_privileges
+from assets.migration.live import require_privileges
+from assets.migration.model import Plan, Step
+from assets.migration.plan import make_plan
+from assets.migration.settings import MigrationSettings
 
 _RETRYABLE = (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected)
 _FIRST_BACKOFF_S, _MAX_BACKOFF_S = 0.05, 2.0
@@ -119,9 +122,12 @@ def apply_plan(
     return Outcome(plan, True, f"applied {len(records)} step(s): {plan.describe()}", records)
 
 
-def outcome_text(outcome: Outcome) -> str:
-    """The outcome for a terminal: what was planned, what ran and cost, and the constraints it left."""
-    lines = [f"plan {outcome.plan.hash}: {outcome.plan.describe()}", outcome.message]
+def outcome_text(outcome: Outcome, *, with_sql: bool = False) -> str:
+    """The outcome for a terminal: the plan and what came of it (once), what ran and cost, the constraints it
+    left, and with `with_sql` (a dry run) the SQL the plan would run."""
+    lines = [f"plan {outcome.plan.hash}: {outcome.message}"]
+    if outcome.plan.refusals:
+        lines.append(outcome.plan.sql().rstrip("\n"))
     for step in outcome.steps:
         lines.append(f"  {step.title}: {step.transactions} transaction(s), {step.attempts} attempt(s), "
                      f"lock wait {step.lock_wait_ms:.1f} ms, longest hold {step.hold_ms:.1f} ms")
@@ -131,6 +137,8 @@ def outcome_text(outcome: Outcome) -> str:
     for column in changed:
         lines += [f"  {column} before: {d}" for d in outcome.before.get(column) or ["(no CHECK)"]]
         lines += [f"  {column} after:  {d}" for d in outcome.after[column] or ["(no CHECK)"]]
+    if with_sql and outcome.plan.steps and not outcome.plan.refusals:
+        lines += ["", outcome.plan.sql().rstrip("\n")]
     return "\n".join(lines)
 
 
@@ -249,7 +257,7 @@ class _Runner:
         """Refuse to run a step on checks other than the ones it was planned from."""
         live = read_catalog(self.conn, self.contract)
         for table, column, expected in step.expects:
-            found = frozenset((c.name, c.validated) for c in live[table].checks if c.columns == (column,))
+            found = frozenset((c.name, c.validated) for c in live[table].checks_on(column))
             if found != expected:
                 raise MigrationFailed(
                     f"{step.title}: the checks on {table}.{column} changed under this migration "
@@ -267,6 +275,9 @@ class _Runner:
 
 # What the database accepts when a step of the expand/contract path stops before completing.
 _RESUMABLE = {
+    "replace": "the steps before it (new enum labels, which nothing uses yet) stay and this transaction is undone",
+    "widen": "the column keeps its type and the transitional check accepts every old and new value",
+    "enum": "the labels added so far stay in the type, unused",
     "expand": "the steps before it (other columns) stay applied and this column is untouched",
     "remap": "the transitional check accepts every old and new value",
     "contract": "the transitional check accepts every old and new value, and every row holds a code value",

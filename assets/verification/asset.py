@@ -49,6 +49,7 @@ def generation_verification(
                      + (f"FAILED {', '.join(failed)}" if failed else "sound"))
     return dg.MaterializeResult(
         metadata={
+            "database": database.display_name(),
             "batch_job_ids": dg.MetadataValue.json([str(job) for job in result.jobs]),
             "topics": len(selected),
             "checks_failed": len(failed),

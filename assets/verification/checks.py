@@ -8,7 +8,6 @@ evaluation of each CHECK on each status the code writes. Nothing here writes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -19,6 +18,7 @@ from psycopg.rows import dict_row
 
 from assets.audit.contract import Contract
 from assets.generation.batch import JobSettings, written_values
+from assets.generation.conversation_file import InvalidConversationFile, validate_document
 from assets.generation.gate import database_refusals
 from resources.conversation_store import ConversationStore
 
@@ -30,7 +30,7 @@ CHECKS = {  # check name -> what it proves
     "counters_match_items": "Each job's counters match its items: total_items = items, completed_items = completed "
     "+ failed, successful_items = completed ≤ completed_items, failed_items = failed.",
     "completed_items_have_conversations": "Every completed item points at an existing conversation whose file "
-    "exists in the conversation store and parses.",
+    "exists in the conversation store and is valid against the app's conversation file schema.",
     "nothing_left_processing": "No item is left `processing`, and no job is `processing` without a live Dagster run.",
     "items_per_topic": "Each topic of a job has one item per active persona × active emotional arc.",
     "no_duplicate_items": "No job holds the same (topic, persona, arc) twice.",
@@ -136,12 +136,16 @@ def _conversation_problem(row: dict, store: ConversationStore) -> str | None:
     if not row["file_path"]:
         return "its conversation has no file"
     try:
-        document = json.loads(store.path(row["file_path"]).read_bytes())
+        document = store.read(row["file_path"])
     except FileNotFoundError:
         return "its conversation's file is missing"
     except (OSError, ValueError) as exc:
         return f"its conversation's file does not parse: {type(exc).__name__}"
-    return None if isinstance(document, dict) else "its conversation's file is not a JSON object"
+    try:
+        validate_document(document)
+    except InvalidConversationFile as exc:
+        return str(exc)
+    return None
 
 
 def nothing_left_processing(conn: psycopg.Connection, jobs: list[UUID], live_runs: set[str]) -> Verdict:

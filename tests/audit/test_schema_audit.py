@@ -33,8 +33,8 @@ def test_drift_in_columns_is_found(legacy_db):
     with psycopg.connect(legacy_db, autocommit=True) as conn:
         conn.execute("ALTER TABLE batch_items DROP COLUMN error_message")
         conn.execute("ALTER TABLE batch_items ADD COLUMN legacy_note text")
-        conn.execute("UPDATE batch_jobs SET created_by = gen_random_uuid()")
-        conn.execute("ALTER TABLE batch_jobs ALTER COLUMN created_by TYPE text, ALTER COLUMN created_by SET NOT NULL")
+        conn.execute("UPDATE batch_jobs SET completed_at = now()")
+        conn.execute("ALTER TABLE batch_jobs ALTER COLUMN completed_at TYPE text, ALTER COLUMN completed_at SET NOT NULL")
         conn.execute("ALTER TABLE personas DROP COLUMN language_patterns")
         conn.execute("ALTER TABLE batch_items ALTER COLUMN progress TYPE numeric(5, 2)")
     with psycopg.connect(legacy_db) as conn:
@@ -42,8 +42,8 @@ def test_drift_in_columns_is_found(legacy_db):
     found = {(f.table, f.column, f.kind): f.severity for f in findings}
     assert found[("batch_items", "error_message", "missing_column")] == "error"
     assert found[("batch_items", "legacy_note", "unused_column")] == "info"
-    assert found[("batch_jobs", "created_by", "type_mismatch")] == "error"
-    assert found[("batch_jobs", "created_by", "not_null")] == "error"
+    assert found[("batch_jobs", "completed_at", "type_mismatch")] == "error"
+    assert found[("batch_jobs", "completed_at", "not_null")] == "error"
     assert found[("personas", "language_patterns", "missing_column")] == "warning"  # optional for the code
     assert ("batch_items", "progress", "type_mismatch") not in found  # integers fit numeric
 

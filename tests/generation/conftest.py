@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import dagster as dg
+import jsonschema
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from assets.audit.asset import CONTRACT
-from assets.generation.gate import FIX_ASSET, FIX_CHECK
+from assets.generation.conversation_file import SCHEMA_PATH
+from assets.generation.processing import conversation_of
+from assets.migration.asset import accepts_code_statuses, batch_jobs_status_constraint
 from assets.migration.execute import migrate
 from resources.conversation_store import RAW_SUFFIX, ConversationStore
 from resources.embedded import database_url
 from tests.conftest import fresh_database
+
+FIX_ASSET = batch_jobs_status_constraint.key
+(FIX_CHECK,) = accepts_code_statuses.check_keys
+APP_FILE_SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 
 @pytest.fixture(scope="session")
@@ -37,13 +46,24 @@ def store(tmp_path) -> ConversationStore:
 
 
 @pytest.fixture
+def cli_env(tmp_path, monkeypatch) -> ConversationStore:
+    """A fresh persistent DAGSTER_HOME and conversation store, as the CLI finds them in the environment."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("CONVERSATION_STORE", str(tmp_path / "conversations"))
+    monkeypatch.setenv("GENERATOR_DELAY_MS", "0")
+    return ConversationStore()
+
+
+@pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as instance:
         yield instance
 
 
 def record_fix(instance: dg.DagsterInstance, *, passed: bool = True) -> None:
-    """Record a materialization of the fix asset and its blocking check's verdict on it."""
+    """Record a materialization of the fix asset and its blocking check's verdict on it (what the automation
+    condition waits for; the gate asks the database instead)."""
     from dagster._core.definitions.asset_checks.asset_check_evaluation import (
         AssetCheckEvaluationTargetMaterializationData,
     )
@@ -63,41 +83,64 @@ def record_fix(instance: dg.DagsterInstance, *, passed: bool = True) -> None:
 
 
 def assert_job_sound(dsn: str, job_id, store: ConversationStore) -> dict:
-    """The invariants every finished job keeps; returns the job's item counts by status."""
+    """The invariants every finished job keeps; returns the job's item counts by status.
+
+    Every completed item's conversation is written as the app writes one: its owner, the review queue's
+    status, the app's columns filled, and its file at `<owner>/<conversation_id>/conversation.json`,
+    valid against the app's schema.
+    """
     with psycopg.connect(dsn) as conn:
         job = conn.execute(
-            "SELECT status, total_items, completed_items, successful_items, failed_items FROM batch_jobs WHERE id = %s",
+            "SELECT status, total_items, completed_items, successful_items, failed_items, created_by"
+            "  FROM batch_jobs WHERE id = %s",
             [job_id],
         ).fetchone()
         counts = dict(conn.execute(
             "SELECT status, count(*) FROM batch_items WHERE batch_job_id = %s GROUP BY status", [job_id]
         ).fetchall())
-        linked = conn.execute(
-            "SELECT b.parameters, b.tier, c.file_path, c.file_size, c.tier, c.status, p.name, c.persona_id::text,"
-            "       c.emotional_arc_id::text, c.training_topic_id::text"
-            "  FROM batch_items b JOIN conversations c ON c.id = b.conversation_id"
-            "  JOIN personas p ON p.id = c.persona_id WHERE b.batch_job_id = %s AND b.status = 'completed'",
-            [job_id],
-        ).fetchall()
-    status, total, completed, successful, failed = job
+        with conn.cursor(row_factory=dict_row) as cur:
+            linked = cur.execute(
+                "SELECT b.parameters, b.tier AS item_tier, p.name AS persona_name, a.starting_emotion AS arc_start,"
+                "       a.ending_emotion AS arc_end, c.*"
+                "  FROM batch_items b JOIN conversations c ON c.id = b.conversation_id"
+                "  JOIN personas p ON p.id = c.persona_id JOIN emotional_arcs a ON a.id = c.emotional_arc_id"
+                " WHERE b.batch_job_id = %s AND b.status = 'completed'",
+                [job_id],
+            ).fetchall()
+        items = [item for (item,) in conn.execute("SELECT id FROM batch_items WHERE batch_job_id = %s", [job_id])]
+    status, total, completed, successful, failed, owner = job
     assert status in ("completed", "failed", "cancelled")
+    assert owner is not None
     assert "queued" not in counts and "processing" not in counts, counts
     assert sum(counts.values()) == total
     assert completed == counts.get("completed", 0) + counts.get("failed", 0)
     assert (successful, failed) == (counts.get("completed", 0), counts.get("failed", 0))
     assert len(linked) == successful  # every completed item points at its conversation
-    triples = [(p["topic_key"], p["persona_key"], p["arc_key"]) for p, *_ in linked]
+    triples = [(r["parameters"]["topic_key"], r["parameters"]["persona_key"], r["parameters"]["arc_key"])
+               for r in linked]
     assert len(set(triples)) == len(triples)
-    for params, item_tier, path, size, tier, conv_status, persona_name, persona_id, arc_id, topic_id in linked:
-        document = store.read(path)
-        assert (store.path(path).stat().st_size, tier, conv_status) == (size, item_tier, "generated")
-        assert document["persona"]["name"] == persona_name and document["persona"]["id"] == persona_id
-        assert (document["arc"]["id"], document["topic"]["id"]) == (arc_id, topic_id)
-        assert document["turns"] and {t["role"] for t in document["turns"]} == {"user", "assistant"}
-    folder = store.path(str(job_id))
-    on_disk = sorted(str(p.relative_to(store.root_path())) for p in folder.iterdir()) if folder.exists() else []
-    conversations = [f for f in on_disk if not f.endswith(RAW_SUFFIX)]
-    raw = {f.removesuffix(RAW_SUFFIX) for f in on_disk if f.endswith(RAW_SUFFIX)}
-    assert conversations == sorted(path for _, _, path, *_ in linked)  # no orphan, no temporary file
-    assert raw <= set(conversations)  # a model's raw response only beside its conversation
+    for row in linked:
+        assert row["file_path"] == f"{owner}/{row['conversation_id']}/conversation.json"
+        data = store.path(row["file_path"]).read_bytes()
+        document = json.loads(data)
+        jsonschema.validate(document, APP_FILE_SCHEMA)
+        assert (len(data), row["tier"], row["status"]) == (row["file_size"], row["item_tier"], "pending_review")
+        expected = {"created_by": owner, "processing_status": "completed", "storage_bucket": store.bucket,
+                    "is_active": True, "persona_key": row["parameters"]["persona_key"],
+                    "emotional_arc_key": row["parameters"]["arc_key"], "topic_key": row["parameters"]["topic_key"],
+                    "starting_emotion": row["arc_start"], "ending_emotion": row["arc_end"],
+                    "conversation_name": document["dataset_metadata"]["dataset_name"]}
+        assert {k: row[k] for k in expected if k in row} == {k: v for k, v in expected.items() if k in row}
+        pairs = document["training_pairs"]
+        assert [p["turn_number"] for p in pairs] == list(range(1, row["turn_count"] + 1))
+        assert {p["conversation_id"] for p in pairs} == {row["conversation_id"]}
+        assert pairs[0]["conversation_metadata"]["persona_name"] == row["persona_name"]
+        assert pairs[0]["emotional_context"]["starting_emotion"] == row["arc_start"]
+        assert pairs[-1]["emotional_context"]["ending_emotion"] == row["arc_end"]
+        assert [len(p["conversation_history"]) for p in pairs] == [2 * i for i in range(len(pairs))]
+    keys = [f"{owner}/{conversation_of(item)}/conversation.json" for item in items]
+    stored = sorted(k for k in keys if store.path(k).exists())
+    raw = {k for k in keys if store.path(k + RAW_SUFFIX).exists()}
+    assert stored == sorted(r["file_path"] for r in linked)  # no orphan among the job's keys
+    assert raw <= set(stored)  # a model's raw response only beside its conversation
     return counts

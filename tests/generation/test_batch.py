@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from assets.generation.batch import (
+    ConversationInsert,
     ConversationRow,
     Item,
     JobBusy,
@@ -99,6 +100,7 @@ def test_counters_are_exact_when_many_sessions_record_at_once(fixed_db):
     start_job(owner, job.id)
     items = claim_items(owner, job.id, 72, None)
     chunks = [items[i::8] for i in range(8)]  # 8 sessions, 9 items each, recorded 3 at a time
+    insert = ConversationInsert.for_table(owner, owner=job.settings.owner, status="pending_review", bucket="b")
     barrier = threading.Barrier(8)
     errors = []
 
@@ -107,7 +109,7 @@ def test_counters_are_exact_when_many_sessions_record_at_once(fixed_db):
             with psycopg.connect(fixed_db, autocommit=True) as conn:
                 barrier.wait()
                 for k in range(0, len(chunk), 3):
-                    record_outcomes(conn, job.id, [_outcome(i) for i in chunk[k:k + 3]], 0.01)
+                    record_outcomes(conn, job.id, [_outcome(i) for i in chunk[k:k + 3]], 0.01, insert)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -130,8 +132,10 @@ def _outcome(item: Item) -> Outcome:
         return Outcome(item, error="boom")
     p = item.parameters
     return Outcome(item, ConversationRow(
-        id=uuid.uuid4(), conversation_id=f"c-{item.id}", persona_id=p["persona_id"], arc_id=p["arc_id"],
-        topic_id=p["topic_id"], tier=item.tier, parameters={}, turn_count=3, total_tokens=10, quality_score=None,
+        id=uuid.uuid4(), conversation_id=f"c-{item.id}", conversation_name="c", persona_id=p["persona_id"],
+        emotional_arc_id=p["arc_id"], training_topic_id=p["topic_id"], persona_key=p["persona_key"],
+        emotional_arc_key=p["arc_key"], topic_key=p["topic_key"], tier=item.tier, parameters={}, turn_count=3,
+        total_tokens=10, quality_score=None, starting_emotion=None, ending_emotion=None,
         file_path=f"x/{item.position}.json", file_size=1,
     ))
 
@@ -142,7 +146,8 @@ def test_an_outcome_for_an_item_no_longer_processing_rolls_the_batch_back(fixed_
         first, second = claim_items(owner, job.id, 2, None)
         owner.execute("UPDATE batch_items SET status = 'queued' WHERE id = %s", [second.id])
         with pytest.raises(RuntimeError, match="no longer processing"):
-            record_outcomes(owner, job.id, [Outcome(first, error="x"), Outcome(second, error="y")], None)
+            insert = ConversationInsert.for_table(owner, owner=job.settings.owner, status="pending_review", bucket="b")
+            record_outcomes(owner, job.id, [Outcome(first, error="x"), Outcome(second, error="y")], None, insert)
         summary = job_summary(owner, job.id)
         assert summary["completed_items"] == 0 and summary["items_by_status"] == {"queued": 71, "processing": 1}
         assert uuid.UUID(str(summary["id"])) == job.id

@@ -6,20 +6,11 @@ import psycopg
 import pytest
 
 from pipelines.cli import main
-from resources.conversation_store import ConversationStore
+from pipelines.demo import DEMO_OWNER
 from tests.generation.conftest import assert_job_sound
 
 TOPICS = "ignored_401k,esg_investing,grandparent_529"
-
-
-@pytest.fixture
-def cli_env(tmp_path, monkeypatch) -> ConversationStore:
-    """A fresh persistent DAGSTER_HOME and conversation store, as the CLI finds them in the environment."""
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    monkeypatch.setenv("CONVERSATION_STORE", str(tmp_path / "conversations"))
-    monkeypatch.setenv("GENERATOR_DELAY_MS", "0")
-    return ConversationStore()
+UNKNOWN = "0badc0de-0000-4000-8000-000000000000"  # a UUID with no row in user_profiles
 
 
 def _written(dsn) -> tuple:
@@ -36,6 +27,10 @@ def _written(dsn) -> tuple:
     (["generate", "--topics", "ignored_401k,not_a_topic"], "unknown or inactive topic(s): not_a_topic"),
     (["run", "--topics", "not_a_topic"], "unknown or inactive topic(s): not_a_topic"),
     (["run", "--topics", " , "], "no topics selected"),
+    (["run", "--topics", TOPICS, "--owner", "nobody"], "owner 'nobody' is not a UUID"),
+    (["generate", "--topics", TOPICS, "--owner", UNKNOWN],
+     f"owner refused, nothing written: owner {UNKNOWN} has no row in user_profiles "
+     "(batch_jobs.created_by references user_profiles(id))"),
 ])
 def test_refusals_exit_2_with_one_line_and_write_nothing(legacy_db, cli_env, capsys, args, error):
     before = _written(legacy_db)
@@ -67,7 +62,7 @@ def test_run_audits_fixes_and_generates_three_topics_in_one_run(legacy_db, cli_e
     assert legacy == {"queued": 2, "processing": 1, "paused": 1, "completed": 1, "failed": 1, "cancelled": 1}
     assert assert_job_sound(legacy_db, jobs[0][0], cli_env) == {"completed": 72}
     files = list(cli_env.root_path().rglob("*.json"))
-    assert len(files) == 72 and all(json.loads(f.read_text())["turns"] for f in files)
+    assert len(files) == 72 and all(json.loads(f.read_text())["training_pairs"] for f in files)
     assert f"batch job {jobs[0][0]} completed" in out and "items 72 (27 edge_case, 45 template)" in out
 
     # Now fixed through the fix asset: `generate` alone goes through, as one more job for the same topics.
@@ -93,6 +88,16 @@ def test_demo_runs_the_chain_for_every_demo_topic(empty_db, cli_env, capsys):
     assert main(["demo", "--database-url", empty_db]) == 0
     out = capsys.readouterr().out
     assert "PASS  accepts_code_statuses" in out and "items 480 (180 edge_case, 300 template); 480 completed" in out
+    assert f"owner: {DEMO_OWNER}" in out and f"created_by {DEMO_OWNER}, {cli_env.bucket}/{DEMO_OWNER}/" in out
+    assert "its first training pair:" in out and '"turn_number": 1' in out and '"target_response": ' in out
     with psycopg.connect(empty_db) as conn:
         (job_id,) = conn.execute("SELECT id FROM batch_jobs WHERE shared_parameters ? 'topics'").fetchone()
     assert assert_job_sound(empty_db, job_id, cli_env) == {"completed": 480}
+
+
+def test_migrate_then_generate_with_a_fresh_instance(legacy_db, cli_env, capsys):
+    """The fix applied by `bulkgen migrate` counts: the gate asks the database, not the Dagster instance."""
+    assert main(["migrate", "--database-url", legacy_db]) == 0
+    assert main(["generate", "--database-url", legacy_db, "--topics", "esg_investing"]) == 0
+    out = capsys.readouterr().out
+    assert "generation_job" in out and "items 24 (9 edge_case, 15 template); 24 completed" in out

@@ -30,6 +30,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -132,7 +133,7 @@ class Recorded:
 
     headers: dict[str, str]
     body: dict
-    arrived: float  # time.monotonic()
+    arrived: float  # by the server's clock (time.monotonic unless a test gives its own)
     behaviour: Behaviour
     usage: dict | None = None
 
@@ -164,8 +165,10 @@ class FakeAnthropic:
             self.limits.requests_per_minute, self.limits.input_tokens_per_minute, self.limits.output_tokens_per_minute)]
         self._script: deque[Behaviour] = deque()
         self._batch_script: deque[Behaviour] = deque()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._ids = itertools.count(1)
+        self._gather, self._gather_timeout = 0, 0.0
+        self.clock: Callable[[], float] = time.monotonic
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -186,6 +189,12 @@ class FakeAnthropic:
         with self._lock:
             self._batch_script.extend(behaviours)
 
+    def gather(self, requests: int, timeout_s: float = 30.0) -> None:
+        """Hold every reply until `requests` are in flight at once (or `timeout_s` has passed): how a test
+        sees calls overlap without timing them."""
+        with self._lock:
+            self._gather, self._gather_timeout = requests, timeout_s
+
     def billed(self) -> tuple[int, int]:
         """Input and output tokens over every reply the server sent."""
         usages = [r.usage for r in self.requests if r.usage]
@@ -205,8 +214,11 @@ class FakeAnthropic:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             behaviour = self._script.popleft() if self._script else VALID
-            recorded = Recorded(headers, body, time.monotonic(), behaviour)
+            recorded = Recorded(headers, body, self.clock(), behaviour)
             self.requests.append(recorded)
+            self._lock.notify_all()
+            self._lock.wait_for(lambda: self.in_flight >= self._gather or self.max_in_flight >= self._gather,
+                                self._gather_timeout if self._gather else 0)
             return recorded, next(self._ids)
 
     def _leave(self, usage: dict | None = None) -> None:
@@ -422,10 +434,14 @@ def _conversation(prompt: str, kind: str) -> str:
     low, high = (int(length[1]), int(length[2])) if length else (3, 5)
     exchanges = {"too_few_turns": low - 1, "too_many_turns": high + 1}.get(kind, low)
     first = name.split()[0]
+    start, end = _found(r"^Starting emotion: (.+)$", prompt), _found(r"^Ending emotion: (.+)$", prompt)
     turns = []
     for i in range(1, exchanges + 1):
-        turns.append({"role": "user", "content": f"This is {first}. About {topic}, question {i}: where do I start?"})
-        turns.append({"role": "assistant", "content": f"Good question, {first}. On {topic}, step {i} is to list the numbers."})
+        emotion = start if i == 1 else end if i == exchanges else "steadier"
+        turns.append({"role": "user", "content": f"This is {first}. About {topic}, question {i}: where do I start?",
+                      "emotion": emotion})
+        turns.append({"role": "assistant", "content": f"Good question, {first}. On {topic}, step {i} is to list the numbers.",
+                      "strategy": f"step {i}: list the numbers"})
     persona = OTHER_PERSONA if kind == "wrong_persona" else name
     text = json.dumps({"persona": persona, "turns": turns})
     return text[: len(text) // 2] if kind in ("malformed", "truncated") else text

@@ -3,10 +3,10 @@
 import json
 import logging
 import socket
-import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
+import anthropic._base_client
 import dagster as dg
 import psycopg
 import pytest
@@ -14,15 +14,18 @@ import pytest
 from assets.generation.batch import JobSettings
 from assets.generation.processing import generate_conversations
 from pipelines.demo import DEMO_DIR
+import resources.anthropic_generator
+import resources.limits
 from resources.anthropic_generator import (
     AnthropicGenerationError,
     AnthropicGenerator,
     InvalidReply,
     parse_conversation,
     render_prompt,
+    shared_limiter,
 )
-from resources.limits import RateLimiter
 from resources.generators import GENERATORS, ConversationRequest, GenerationError, Usage
+from resources.limits import RateLimiter
 from tests.generation.conftest import fixed_db, fixed_template, store  # noqa: F401 (fixtures: a fixed database, a store)
 from tests.llm.fake_anthropic import (
     MALFORMED,
@@ -38,6 +41,7 @@ from tests.llm.fake_anthropic import (
     slow,
     unauthorized,
 )
+from tests.llm.virtual_clock import VirtualClock
 
 KEY = "sk-ant-api03-test-7f3c9d2e1b5a"
 CATALOG = {name: json.loads((DEMO_DIR / "catalog" / f"{name}.json").read_text())
@@ -55,6 +59,17 @@ def request(arc_key: str = "confusion_to_clarity", persona: dict = PERSONA, topi
 def fake():
     with FakeAnthropic() as server:
         yield server
+
+
+@pytest.fixture
+def clock(monkeypatch, fake) -> VirtualClock:
+    """The generator's waits (backoff, retry-after, rate limits) on a virtual clock the fake server also reads."""
+    virtual = VirtualClock()
+    monkeypatch.setattr(resources.anthropic_generator, "time", virtual)
+    monkeypatch.setattr(resources.limits, "time", virtual)
+    monkeypatch.setattr(anthropic._base_client, "time", virtual)  # the SDK's own backoff and retry-after waits
+    fake.clock = virtual.monotonic
+    return virtual
 
 
 @pytest.fixture
@@ -109,23 +124,27 @@ def test_rows_with_only_some_columns_still_make_a_prompt_and_a_conversation(fake
     assert generator_for().generate(sparse).turn_count == 3
 
 
-def test_a_429_waits_for_its_retry_after_then_succeeds(fake, generator_for, caplog):
+def test_a_429_waits_for_its_retry_after_then_succeeds(fake, generator_for, clock, caplog):
     caplog.set_level(logging.WARNING, logger="resources.anthropic_generator")
     fake.script(rate_limited(retry_after="1"))
     conversation = generator_for().generate(request())
 
+    [waited] = clock.sleeps  # the retry-after (plus at most 10%), not the 10 ms backoff; nothing waited after it
+    assert 1.0 <= waited <= 1.1
     first, second = fake.requests
-    assert 1.0 <= second.arrived - first.arrived  # retry-after, not the SDK's first backoff (at most 0.5 s)
+    assert second.arrived - first.arrived == pytest.approx(waited)
     assert conversation.usage.requests == 2 and conversation.usage.replies == 1
     assert "HTTP 429 rate_limit_error: Number of request tokens" in caplog.text and "(attempt 1 of 5)" in caplog.text
 
 
-def test_529_and_500_back_off_exponentially_then_succeed(fake, generator_for):
+def test_529_and_500_back_off_exponentially_then_succeed(fake, generator_for, clock):
     fake.script(overloaded(), server_error())
     conversation = generator_for().generate(request())
 
-    first, second, third = (r.arrived for r in fake.requests)
-    assert third - second > second - first  # the SDK's backoff doubles (0.375-0.5 s, then 0.75-1 s)
+    first, second = clock.sleeps  # the SDK's backoff: 0.5 s doubling, jittered down by at most a quarter
+    assert 0.375 <= first <= 0.5
+    assert 0.75 <= second <= 1.0
+    assert len(fake.requests) == 3
     assert conversation.usage.requests == 3 and conversation.usage.replies == 1
 
 
@@ -171,53 +190,64 @@ def test_connection_errors_are_retried_then_reported():
 @pytest.mark.parametrize("workers", [3, 8])
 def test_concurrent_calls_fill_the_bound_and_never_pass_it(fake, generator_for, workers):
     generator = generator_for()
-    generator.generate(request())  # the SDK is imported and a connection opened before the clock starts
-    items, delay = 3 * workers, 0.3
-    fake.script(*[slow(delay)] * items)
+    items = 3 * workers
+    fake.gather(workers)  # the replies wait until `workers` calls are in flight at once
 
-    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         conversations = list(pool.map(generator.generate, [request()] * items))
-    elapsed = time.monotonic() - started
 
-    assert fake.max_in_flight == workers
-    ideal = items / workers * delay
-    assert ideal <= elapsed < ideal * 2  # nowhere near serial (x workers), even on a busy two-core machine
-    assert all(c.turn_count == 3 for c in conversations)
+    assert fake.max_in_flight == workers  # calls overlap, up to the bound and never past it
+    assert len(conversations) == items and all(c.turn_count == 3 for c in conversations)
 
 
-def test_requests_per_minute_spread_calls_across_threads_and_generators(fake, generator_for):
+def test_requests_per_minute_spread_calls_across_threads_and_generators(fake, generator_for, clock):
     # Two generators with the same API and model share the process's limiter: 4 a second in all.
     generators = [generator_for(requests_per_minute=240), generator_for(requests_per_minute=240)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda g: g.generate(request()), generators * 6))
 
-    arrivals = [r.arrived - fake.requests[0].arrived for r in fake.requests]
-    # A bucket of one second's worth goes at once, then one call every 0.25 s (less what a busy machine delays
-    # the first arrivals by).
+    arrivals = sorted(r.arrived - clock.start for r in fake.requests)
+    # A bucket of one second's worth goes at once, then one call every 0.25 s at most (a call arrives after its
+    # grant, and threads that waited meanwhile moved the clock on, so these are lower bounds).
+    assert len(arrivals) == 12
     for i in range(4, 12):
-        assert arrivals[i] >= (i - 3) * 0.25 - 0.1, arrivals
-    assert arrivals[-1] < 3.0, arrivals
+        assert arrivals[i] >= (i - 3) * 0.25, arrivals
 
 
-def test_output_tokens_per_minute_charge_what_the_api_counted():
+def test_requests_per_minute_space_calls_evenly_after_the_first_second_s_worth(clock):
+    limiter = RateLimiter(240, None, None)  # 4 a second, a bucket of 4
+    granted = []
+    for _ in range(8):
+        limiter.acquire(1, 1)
+        granted.append(clock.monotonic())
+    assert [round(t - granted[0], 6) for t in granted] == [0, 0, 0, 0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_generators_of_one_api_and_model_share_one_limiter(fake):
+    assert shared_limiter(fake.url, "m", 240, None, None) is shared_limiter(fake.url, "m", 240, None, None)
+    assert shared_limiter(fake.url, "m", 240, None, None) is not shared_limiter(fake.url, "other", 240, None, None)
+
+
+def test_output_tokens_per_minute_charge_what_the_api_counted(clock):
     limiter = RateLimiter(None, None, 600)  # output: 10 a second, a bucket of 10
-    assert limiter.acquire(1000, 5) < 0.01  # input tokens are not limited
+    assert limiter.acquire(1000, 5) == 0  # input tokens are not limited
     limiter.settle(reserved=(1000, 5), used=(1000, 15))  # the reply was bigger than the reservation: 10 more taken
-    assert 0.95 <= limiter.acquire(0, 5)  # from -5 back up to 5 at 10 a second
+    assert limiter.acquire(0, 5) == pytest.approx(1.0)  # from -5 back up to 5 at 10 a second
+    assert sum(clock.sleeps) == pytest.approx(1.0)
 
 
-def test_input_tokens_are_limited_apart_from_output_tokens():
+def test_input_tokens_are_limited_apart_from_output_tokens(clock):
     limiter = RateLimiter(None, 600, 6000)
     limiter.acquire(10, 10)
-    assert limiter.acquire(0, 90) < 0.01  # the output bucket (100 a second) still has room
-    assert 0.95 <= limiter.acquire(10, 0)  # the input bucket waits a second for its 10
+    assert limiter.acquire(0, 90) == 0  # the output bucket (100 a second) still has room
+    assert limiter.acquire(10, 0) == pytest.approx(1.0)  # the input bucket waits a second for its 10
 
 
-def test_a_retry_after_pauses_every_caller():
+def test_a_retry_after_pauses_every_caller(clock):
     limiter = RateLimiter(None, None, None)
     limiter.pause(0.3)
-    assert 0.28 <= limiter.acquire(1, 1)
+    assert limiter.acquire(1, 1) == pytest.approx(0.3) and clock.sleeps == [pytest.approx(0.3)]
+    assert limiter.acquire(1, 1) == 0  # the pause is over
 
 
 @pytest.mark.parametrize("flaw, reason", [

@@ -53,7 +53,13 @@ def test_run_generates_a_topic_end_to_end_and_the_key_is_nowhere(legacy_db, fake
     assert assert_job_sound(legacy_db, job_id, store) == {"completed": 24}
     assert len(rows) == 24 and {g for *_, g in rows} == {"anthropic"}
     for _, path, _ in rows:
-        assert store.read(path)["generator"] == "anthropic"
+        pairs = store.read(path)["training_pairs"]
+        assert pairs[0]["training_metadata"]["generator"] == "anthropic"
+        # The model's emotion per user turn and strategy per reply, where the app reads them.
+        assert pairs[0]["emotional_context"]["detected_emotions"]["primary"] == pairs[0]["emotional_context"][
+            "starting_emotion"]
+        assert [p["response_strategy"]["primary_strategy"] for p in pairs] == [
+            f"step {i}: list the numbers" for i in range(1, len(pairs) + 1)]
         assert json.loads(store.path(path + RAW_SUFFIX).read_text())["type"] == "message"
 
     # Tokens are the API's: what the fake billed, in the conversations and in the materialization's metadata.

@@ -16,7 +16,6 @@ from tests.generation.conftest import (  # noqa: F401 (fixtures: a fixed databas
     fixed_db,
     fixed_template,
     instance,
-    record_fix,
     store,
 )
 from tests.llm.fake_anthropic import MALFORMED, FakeAnthropic, unauthorized
@@ -32,8 +31,7 @@ def fake():
 
 
 def _generate(instance, dsn, store, generator, workers):
-    """The generation job for TOPIC through Dagster, after a passed fix, with `workers` items at once."""
-    record_fix(instance)
+    """The generation job for TOPIC through Dagster on a fixed database, with `workers` items at once."""
     with psycopg.connect(dsn) as conn:
         add_topic_partitions(instance, conn)
     key_range = selection_range(instance, [TOPIC])

@@ -12,11 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from assets.generation.batch import JobSettings, release_run_jobs
-from assets.generation.message_batches import cancel_job_batches
+from assets.generation.batch import JobSettings
 from assets.generation.processing import generate_conversations
 from resources.anthropic_generator import AnthropicGenerator
-from resources.generator_choice import generator_from_config
+from pipelines.cli import main
 from resources.generators import Usage
 from resources.prices import PRICES
 from tests.generation.conftest import assert_job_sound, fixed_db, fixed_template, store  # noqa: F401 (fixtures)
@@ -139,18 +138,19 @@ def test_a_killed_run_is_resumed_by_reattaching_to_its_batch_without_resubmittin
     assert any(f"re-attached to message batch(es) {batch.id}" in line for line in logged)
 
 
-def test_a_cancelled_dead_runs_batches_are_cancelled_with_its_job(legacy_db, store, fake, tmp_path, monkeypatch):
+def test_bulkgen_cancel_cancels_a_dead_runs_batches_with_its_job(legacy_db, store, fake, tmp_path, monkeypatch,
+                                                                 capsys):
     batch = _killed_while_waiting(legacy_db, fake, store, tmp_path)
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
-    with psycopg.connect(legacy_db, autocommit=True) as conn:
-        (label,) = conn.execute(f"SELECT shared_parameters ->> 'run' FROM batch_jobs WHERE {JOBS}").fetchone()
-        [job_id] = release_run_jobs(conn, label, cancelled=True)  # what the cancel sensor does first ...
-        generator = generator_from_config({"kind": "anthropic", "settings": {"mode": "batch", "base_url": fake.url}})
-        logged = []
-        assert cancel_job_batches(conn, job_id, generator, logged.append) == [batch.id]  # ... then this
-        generator.close()
-    assert batch.canceled and logged == [f"cancelled message batch {batch.id}: batch job {job_id} was cancelled"]
-    assert assert_job_sound(legacy_db, job_id, store) == {"cancelled": 24}
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+    with psycopg.connect(legacy_db) as conn:
+        (job_id,) = conn.execute(f"SELECT id FROM batch_jobs WHERE {JOBS}").fetchone()
+    assert main(["cancel", "--database-url", legacy_db, str(job_id)]) == 0
+
+    assert batch.canceled
+    assert f"cancelled message batch {batch.id}: batch job {job_id} was cancelled" in capsys.readouterr().out
+    with psycopg.connect(legacy_db) as conn:
+        assert conn.execute("SELECT status FROM batch_jobs WHERE id = %s", [job_id]).fetchone() == ("cancelled",)
 
 
 def _recorded_batches(dsn) -> list[str]:
@@ -159,21 +159,28 @@ def _recorded_batches(dsn) -> list[str]:
     return list(row[0] or {}) if row else []
 
 
-def test_an_interrupted_run_cancels_its_batches_and_its_items(fixed_db, store, fake, batch_generator):
+def test_an_interrupted_run_cancels_its_batches_and_the_next_run_records_what_they_finished(
+        fixed_db, store, fake, batch_generator):
     fake.polls_to_end = 10**6
     generator = batch_generator(batch_poll_s=0.3, batch_poll_max_s=0.3)  # the run waits between polls, as it would
     polled = lambda: any(b.polls for b in fake.batches.values())
-    # Ctrl-C while the run sleeps between polls, where it spends its time (not within a poll's query).
-    threading.Thread(target=lambda: (_wait_for(polled), time.sleep(0.15), _thread.interrupt_main()),
-                     daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
+    threading.Thread(target=lambda: (_wait_for(polled), _thread.interrupt_main()), daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):  # taken at a safe point, then delivered
         _generate(fixed_db, generator, store)
 
     [batch] = fake.batches.values()
     assert batch.canceled
     with psycopg.connect(fixed_db) as conn:
-        assert conn.execute(f"SELECT status FROM batch_jobs WHERE {JOBS}").fetchone() == ("cancelled",)
-    assert {status for status, *_ in _items(fixed_db).values()} == {"cancelled"}
+        assert conn.execute(f"SELECT status FROM batch_jobs WHERE {JOBS}").fetchone() == ("queued",)
+    assert {status for status, *_ in _items(fixed_db).values()} == {"queued"}
+
+    fake.polls_to_end = 1
+    result = _generate(fixed_db, batch_generator(), store)  # re-attaches: the cancelled batch's items go again
+    assert result.job.resumed and (result.status, result.succeeded) == ("completed", 24)
+    assert assert_job_sound(fixed_db, result.job.id, store) == {"completed": 24}
+    first, follow_up = fake.batches.values()
+    assert first is batch and sorted(r["custom_id"] for r in follow_up.requests) == sorted(
+        r["custom_id"] for r in batch.requests)
 
 
 def test_a_job_stopped_from_outside_cancels_its_batches(fixed_db, store, fake, batch_generator):

@@ -38,7 +38,7 @@ def test_materializing_applies_the_fix_and_the_check_passes(legacy_database):
     assert metadata["applied"] is True
     assert metadata["sql"].startswith("```sql\n") and "ALTER TABLE" in metadata["sql"]
     assert metadata["rows_remapped"] == {"batch_jobs.status": {"pending": 2, "running": 1}}
-    assert 0 <= metadata["lock_wait_ms"] < 1000 and 0 < metadata["lock_hold_ms"] < 1000
+    assert metadata["lock_wait_ms"] >= 0 and metadata["lock_hold_ms"] > 0  # measured; speed is the bench's
     assert "'pending'::text" in metadata["constraints_before"] and "'queued'::text" in metadata["constraints_after"]
     assert "password" not in str(metadata)
     evaluation = check_result(result)
@@ -108,3 +108,30 @@ def test_no_password_reaches_metadata_logs_or_failures(legacy_db):
             events = instance.all_logs(result.run_id)
         assert events and "hunter2-secret" not in repr(events)
     assert result.success
+
+
+def test_after_a_fix_the_audits_latest_check_results_show_the_fixed_schema(legacy_database):
+    """Before the fix the audit's value-set checks fail; the same run evaluates them again once the fix applied,
+    and those are the latest results the instance (so the UI) shows for the audit."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(ASSETS, instance=instance, resources={"database": legacy_database})
+        assert result.success
+        audit_checks = [e for e in result.get_asset_check_evaluations() if e.asset_key == schema_audit.key]
+        by_name: dict[str, list[bool]] = {}
+        for evaluation in audit_checks:
+            by_name.setdefault(evaluation.check_name, []).append(evaluation.passed)
+        assert by_name["batch_jobs_status_accepts_code_values"] == [False, True]
+        assert by_name["batch_items_status_accepts_code_values"] == [False, True]
+        (audited,) = instance.fetch_materializations(schema_audit.key, limit=1).records
+        for check_key in schema_audit.check_keys:
+            latest = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=1)[0]
+            assert latest.status.value == "SUCCEEDED", check_key
+            evaluation = latest.event.dagster_event.event_specific_data
+            assert evaluation.target_materialization_data.storage_id == audited.storage_id
+
+
+def test_a_dry_run_leaves_the_audits_checks_as_the_audit_found_them(legacy_database):
+    result = materialize(legacy_database, dry_run=True)
+    audit_checks = [e for e in result.get_asset_check_evaluations() if e.asset_key == schema_audit.key]
+    assert len(audit_checks) == len(schema_audit.check_keys)
+    assert not next(e for e in audit_checks if e.check_name == "batch_jobs_status_accepts_code_values").passed

@@ -7,6 +7,7 @@ import pytest
 
 from assets.migration.plan import make_plan
 from pipelines.cli import main
+from resources.database import TargetDatabase
 from tests.migration.support import CONTRACT, snapshot
 
 
@@ -21,7 +22,8 @@ def test_dry_run_prints_exactly_the_sql_and_writes_nothing(legacy_db, capsys):
     with psycopg.connect(legacy_db, autocommit=True) as conn:
         expected = make_plan(conn, CONTRACT).sql()
     assert main(["migrate", "--database-url", legacy_db, "--dry-run", "--format", "sql"]) == 1  # errors remain
-    assert capsys.readouterr().out == expected
+    database = TargetDatabase(url=legacy_db).display_name()
+    assert capsys.readouterr().out == f"-- database: {database}\n{expected}"
     assert snapshot(legacy_db) == before
 
 
@@ -32,7 +34,7 @@ def test_migrate_then_audit_reports_no_error(legacy_db, capsys):
     assert main(["audit", "--database-url", legacy_db]) == 0
     assert "| error |" not in capsys.readouterr().out
     assert main(["migrate", "--database-url", legacy_db, "--format", "sql"]) == 0
-    assert capsys.readouterr().out.startswith("-- nothing to run:")
+    assert capsys.readouterr().out.splitlines()[1].startswith("-- nothing to run:")
 
 
 def test_unmappable_values_exit_1_with_one_line(legacy_db, capsys):

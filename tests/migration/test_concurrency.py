@@ -35,22 +35,24 @@ def test_a_reader_holding_a_lock_makes_the_migration_retry_without_blocking_othe
     holding.wait(10)
     migrator = threading.Thread(target=migration)
     migrator.start()
-    waits = []
+    reads = 0
     with psycopg.connect(busy_db, autocommit=True) as conn:  # another reader, all along
+        # PostgreSQL times its lock waits (not the CPU a busy machine lends it): a read queued behind the
+        # migration's lock request for longer than the migration's own 1 s lock_timeout fails here.
+        conn.execute("SET lock_timeout = '1500ms'")
         while reader.is_alive():
-            started = time.monotonic()
             conn.execute("SELECT count(*) FROM batch_jobs").fetchone()
-            waits.append(time.monotonic() - started)
+            reads += 1
             time.sleep(0.05)
     migrator.join(30)
     result = outcome["result"]
     (step,) = result.steps
     assert result.applied and step.attempts >= 2  # it timed out on the lock, backed off and retried
     assert outcome["finished"] >= outcome["released"]  # and succeeded once the long reader let go
-    assert max(waits) < 1.5, f"a reader queued {max(waits):.2f} s behind the migration"
+    assert reads > 1
     assert step.lock_wait_ms >= 1000 * (step.attempts - 1)
     print(f"\nattempts {step.attempts}, lock wait {step.lock_wait_ms:.0f} ms, hold {step.hold_ms:.1f} ms, "
-          f"other reader's longest wait {max(waits) * 1000:.0f} ms over {len(waits)} reads")
+          f"{reads} reads by another reader meanwhile")
 
 
 def test_five_migrations_started_at_once_apply_exactly_once(busy_db):

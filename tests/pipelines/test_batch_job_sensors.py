@@ -15,7 +15,6 @@ from pipelines.partitions import add_topic_partitions, selection_range
 from pipelines.sensors import batch_job_failure_sensor
 from resources.database import TargetDatabase
 from resources.generators import ConversationRequest, GeneratedConversation, TemplateGenerator
-from tests.generation.conftest import record_fix
 
 TOPICS = ["ignored_401k", "esg_investing"]
 
@@ -60,7 +59,6 @@ def _state(dsn):
 
 def test_a_failed_runs_job_is_requeued_then_resumed(fixed_db, instance, store, monkeypatch):
     monkeypatch.setattr("assets.generation.asset.DB_RETRIES", 0)  # the database stays lost past every retry
-    record_fix(instance)
     with psycopg.connect(fixed_db) as conn:
         rows = load_scaffolding(conn, TOPICS)
     # An item at position 20 or later (20th or 44th, by topic order): the first claim takes 19 items, and
@@ -89,16 +87,17 @@ def test_a_failed_runs_job_is_requeued_then_resumed(fixed_db, instance, store, m
         assert verify_topics(conn, CONTRACT, TOPICS, store, set()).passed
 
 
-def test_a_canceled_runs_job_is_cancelled_unless_a_live_session_holds_it(fixed_db):
+def test_a_canceled_runs_job_is_requeued_unless_a_live_session_holds_it(fixed_db):
+    """Terminating a run interrupts it; it does not cancel its batch job, which the next run resumes."""
     label = run_label("r-canceled")
     holder = psycopg.connect(fixed_db, autocommit=True)
     job = open_job(holder, load_scaffolding(holder, TOPICS), JobSettings(), label=label, generator="template")
     start_job(holder, job.id)
     assert len(claim_items(holder, job.id, 5, None)) == 5
     with psycopg.connect(fixed_db, autocommit=True) as conn:
-        assert release_run_jobs(conn, label, cancelled=True) == []  # the holder's session is alive
+        assert release_run_jobs(conn, label) == []  # the holder's session is alive
         holder.close()  # the run's process dies: PostgreSQL releases its lock
-        assert release_run_jobs(conn, label, cancelled=True) == [job.id]
-        assert release_run_jobs(conn, run_label("another run"), cancelled=True) == []
+        assert release_run_jobs(conn, label) == [job.id]
+        assert release_run_jobs(conn, run_label("another run")) == []
     _, status, _, items = _state(fixed_db)
-    assert (status, items) == ("cancelled", {"cancelled": 48})
+    assert (status, items) == ("queued", {"queued": 48})

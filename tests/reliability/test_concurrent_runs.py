@@ -1,5 +1,6 @@
 """Runs at once: two generating the same topics never generate an item twice; of five migrations, one applies."""
 
+import json
 import threading
 import time
 
@@ -11,6 +12,7 @@ from assets.audit.findings import run_audit
 from assets.generation.batch import JobSettings
 from assets.generation.processing import generate_conversations
 from assets.migration.ledger import ledger_entries
+from pipelines.partitions import active_topics
 from resources.conversation_store import ConversationStore
 from resources.generators import TemplateGenerator
 from tests.migration.support import status_counts
@@ -22,8 +24,8 @@ TOPICS = ["ignored_401k", "esg_investing", "grandparent_529"]
 @pytest.mark.slow
 def test_two_processes_generating_the_same_topics_at_once(legacy_db, cli_env, processes, tmp_path):
     """Two operators, each with their own Dagster, start the same topics together: PostgreSQL alone arbitrates.
-    The second waits for the job the first holds: it reports that job (done by the other run) or, if the first
-    holds it longer than the wait, refuses; it never processes an item the first one does."""
+    The second waits for the job the first holds and reports it, done by the other run: both succeed, and it never
+    processes an item the first one does."""
     env = {**cli_env, "GENERATOR_DELAY_MS": "30"}
     runs = [processes("run", "--database-url", legacy_db, "--topics", ",".join(TOPICS),
                       env={**env, "DAGSTER_HOME": str(tmp_path / f"home{i}")}, output=tmp_path / f"run{i}")
@@ -38,8 +40,51 @@ def test_two_processes_generating_the_same_topics_at_once(legacy_db, cli_env, pr
     assert (completed, successful) == (72, 72)  # each item counted once: none was processed twice
     assert len(ledger) == 1  # and the fix, which both runs ran first, applied once
     for code, out, err in results:
-        assert code == 0 and f"batch job {job_id} completed" in out or (
-            code == 2 and f"batch job {job_id} for these topics is being processed by another run" in err), err
+        assert code == 0 and f"batch job {job_id} completed" in out, err
+
+
+@pytest.mark.slow
+def test_eight_runs_at_once_on_one_instance_all_succeed_with_exact_counts(legacy_db, cli_env, processes, tmp_path):
+    """Eight operators share one DAGSTER_HOME and one database: four start the same two topics, four others a topic
+    each, all at once, each run auditing and fixing first. Every run succeeds; the fix applies once; the four that
+    share their topics share one batch job; every (topic, persona, arc) is generated exactly once.
+
+    So that the four are surely at once, no conversation can be written until every run has opened its job or
+    waits for the one its topics share: the test holds a lock on `conversations` until then. (A selection that is
+    not one range of partitions re-orders them, which waits for every run in flight: with the lock held, for ever.)"""
+    with psycopg.connect(legacy_db) as conn:
+        keys = list(active_topics(conn).values())  # the partitions' order: the shared two form one range as they are
+    shared, others = keys[:2], keys[2:6]
+    selections = [shared] * 4 + [[topic] for topic in others]
+    with psycopg.connect(legacy_db) as blocker:
+        blocker.execute("LOCK TABLE conversations IN SHARE MODE")  # inserts wait; reads and key checks go on
+        runs = [processes("run", "--database-url", legacy_db, "--topics", ",".join(topics), env=cli_env,
+                          output=tmp_path / f"run{i}") for i, topics in enumerate(selections)]
+        wait_until(lambda: _opened(legacy_db) == (5, 3), timeout=240, what="five jobs, three runs waiting for one")
+    results = [finished(run, timeout=240) for run in runs]
+    assert [code for code, _, _ in results] == [0] * 8, [err[-600:] for _, _, err in results]
+    store = ConversationStore(root=cli_env["CONVERSATION_STORE"])
+    assert_generated_once(legacy_db, store, shared + others)
+    with psycopg.connect(legacy_db) as conn:
+        jobs = dict(conn.execute(
+            f"SELECT shared_parameters ->> 'topics', total_items FROM batch_jobs WHERE {GENERATION_JOBS}").fetchall())
+        (conversations,) = conn.execute("SELECT count(*) FROM conversations").fetchone()
+        ledger = ledger_entries(conn, "public")
+    assert jobs == {json.dumps(sorted(shared)): 48, **{json.dumps([topic]): 24 for topic in others}}
+    assert conversations == 48 + 4 * 24 and len(ledger) == 1
+    shared_job = results[0][1].split("== batch job ")[1].split()[0]
+    assert all(f"batch job {shared_job} completed" in out for _, out, _ in results[:4])
+
+
+def _opened(dsn: str) -> tuple[int, int]:
+    """(generation jobs created, bulkgen sessions waiting to open a batch job: its topics' or its own lock)."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            f"SELECT (SELECT count(*) FROM batch_jobs WHERE {GENERATION_JOBS}),"
+            "        (SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+            "          WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'bulkgen'"
+            "            AND a.query LIKE '%hashtextextended%')"  # a topics' or a job's lock, not the migration's
+        ).fetchone()
 
 
 def test_a_run_that_waited_for_the_job_reports_it_without_reopening_it(fixed_db, tmp_path):

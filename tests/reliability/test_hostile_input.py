@@ -64,7 +64,8 @@ def test_hostile_topic_rows_are_generated_as_data(legacy_db, cli_env, monkeypatc
         file = store.path(path)
         assert file.resolve().is_relative_to(root) and len(file.name.encode()) <= 255
         document = json.loads(file.read_text())
-        assert (document["topic"]["topic_key"], document["topic"]["name"]) == (key, name)  # verbatim
+        metadata = document["training_pairs"][0]["conversation_metadata"]
+        assert (metadata["topic_key"], metadata["training_topic"]) == (key, name)  # verbatim
     with dg.DagsterInstance.from_config(cli_env["DAGSTER_HOME"]) as instance:
         partitions = set(instance.get_dynamic_partitions(topics.name))
     assert partitions == {topic_partition_key(k) for k in HOSTILE_TOPICS} and len(partitions) == len(HOSTILE_TOPICS)
@@ -115,7 +116,8 @@ def test_malformed_contracts_are_refused_on_one_line(legacy_db, tmp_path, monkey
     assert main([command, "--database-url", legacy_db, "--contract", str(contract)]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith(f"bulkgen: error: {contract}: ") and captured.err.count("\n") == 1, captured.err
-    assert captured.err[:-1].isprintable() and captured.out == ""
+    named = f"== database: {TargetDatabase(url=legacy_db).display_name()}\n"
+    assert captured.err[:-1].isprintable() and captured.out == named  # the database it names, nothing else
     assert written(legacy_db) == before
 
 

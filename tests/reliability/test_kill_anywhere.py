@@ -92,10 +92,11 @@ def test_killed_again_and_again_while_resuming(legacy_db, cli_env, processes, tm
         code, _, err = finished(_killed_run(processes, legacy_db, cli_env, tmp_path, kill_at))
         assert code == -signal.SIGKILL, err[-2000:]
         if kill_at == "written:5":  # a writer killed mid-write leaves its item's file torn, its row never written
-            (folder,) = store.root_path().iterdir()
+            (owner,) = store.root_path().iterdir()  # the owner's folder, a folder per conversation in it
             with psycopg.connect(legacy_db) as conn:
                 recorded = {path for (path,) in conn.execute("SELECT file_path FROM conversations")}
-            torn = next(f for f in sorted(folder.iterdir()) if f"{folder.name}/{f.name}" not in recorded)
+            torn = next(f / "conversation.json" for f in sorted(owner.iterdir())
+                        if f"{owner.name}/{f.name}/conversation.json" not in recorded)
             torn.write_bytes(b'{"half": ')
     with psycopg.connect(legacy_db) as conn:
         assert conn.execute(f"SELECT count(*) FROM batch_jobs WHERE {GENERATION_JOBS}").fetchone()[0] == 1

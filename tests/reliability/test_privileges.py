@@ -10,6 +10,7 @@ from psycopg import sql
 
 from assets.migration.ledger import LEDGER_TABLE, ledger_entries, record_step
 from pipelines.cli import main
+from pipelines.demo import DEMO_OWNER
 from tests.migration.support import snapshot
 from tests.reliability.conftest import written
 
@@ -40,7 +41,8 @@ def role(server_url) -> Iterator[Callable[..., tuple[str, str]]]:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
-READ_ONLY = [f"GRANT SELECT ON {table} TO {{role}}" for table in TABLES]
+# A reader of the app's tables reads its users too: the owner is checked against user_profiles.
+READ_ONLY = [f"GRANT SELECT ON {table} TO {{role}}" for table in (*TABLES, "user_profiles")]
 
 
 @pytest.fixture
@@ -133,3 +135,11 @@ def test_generation_as_a_reader_is_refused_naming_each_missing_privilege(fixed_d
     code, _, err = bulkgen("generate", "--database-url", dsn, "--topics", "ignored_401k")
     assert code == 2 and err == f"bulkgen: error: generation refused, nothing written: {lacks}\n"
     assert written(fixed_db) == before and not (tmp_path / "conversations").exists()
+
+    # A role that may not read the users table cannot have its owner checked: refused before anything runs.
+    with psycopg.connect(fixed_db, autocommit=True) as conn:
+        conn.execute(sql.SQL("REVOKE SELECT ON user_profiles FROM {}").format(sql.Identifier(name)))
+    code, _, err = bulkgen("run", "--database-url", dsn, "--topics", "ignored_401k")
+    assert code == 2 and err == ("bulkgen: error: owner refused, nothing written: cannot check owner "
+                                 f"{DEMO_OWNER}: no SELECT on user_profiles, which batch_jobs.created_by references\n")
+    assert written(fixed_db) == before

@@ -105,6 +105,16 @@ def test_a_file_that_does_not_parse(sound_run):
     assert row["item_id"] == item_id and row["problem"].startswith("its conversation's file does not parse")
 
 
+def test_a_file_the_app_would_refuse(sound_run):
+    """Our former format (turns, no training pairs) parses, yet the app's validator refuses it: so does the check."""
+    item_id, path = _item(sound_run)
+    sound_run.store.path(path).write_text('{"dataset_metadata": {"dataset_name": "x", "version": "1", "total_turns": 2},'
+                                          ' "consultant_profile": {"name": "c", "business": "b"}, "training_pairs": []}')
+    (row,) = _verify(sound_run).verdicts["completed_items_have_conversations"].offending
+    assert (row["item_id"], row["problem"]) == (
+        item_id, "conversation file invalid at training_pairs: [] should be non-empty")
+
+
 def test_a_completed_item_with_no_conversation(sound_run):
     item_id, _ = _item(sound_run)
     _break(sound_run.dsn, "UPDATE batch_items SET conversation_id = NULL WHERE id = %s", [item_id])

@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from bench import audit, demo, generation, llm, migration, orchestration
+from bench import audit, contract_extract, demo, generation, llm, migration, orchestration
 from bench.common import ITEMS_PER_TOPIC, Server, fixed_template, legacy_template
 
 RESULTS = Path(__file__).with_name("results.json")
-PARTS = ("audit", "generation", "migration", "llm", "dagster", "demo")
+PARTS = ("audit", "generation", "migration", "llm", "dagster", "demo", "contract")
 
 # key -> (what, goal as text, predicate or None for "report")
 FIGURES = {
@@ -41,6 +41,8 @@ FIGURES = {
     "dagster_overhead_s": ("Dagster run − direct call, 20 topics (s)", "≤ 1.0", lambda v: v <= 1.0),
     "dagster_overhead_s_200": ("Dagster run − direct call, 200 topics (s)", "≤ 2.0", lambda v: v <= 2.0),
     "demo_wall_s": ("`bulkgen demo` from a stopped database (s)", "report", None),
+    "contract_extract_s_per_1000_files": ("contract extraction, 500-file app tree (s per 1000 files)", "≤ 10",
+                                          lambda v: v <= 10),
 }
 
 
@@ -52,28 +54,39 @@ def main(argv: list[str] | None = None) -> int:
     work = root / "work"
     work.mkdir(parents=True)
     load_before = os.getloadavg()
-    server = Server(root / "pgdata")
-    _say(f"embedded PostgreSQL {server.version}; templates ...")
-    topics = max(-(-args.generation_items // ITEMS_PER_TOPIC), args.dagster_topics_200, args.dagster_topics,
-                 -(-max(args.llm_items, args.llm_batch_items, int(args.llm_utilization_s * 10)) // ITEMS_PER_TOPIC))
-    legacy = legacy_template(server, topics)
-    fixed = fixed_template(server, legacy)
+    databases = {}
+
+    def template(name: str):
+        """The server and its templates, started on first use: `--only contract` needs no database."""
+        if not databases:
+            server = databases["server"] = Server(root / "pgdata")
+            _say(f"embedded PostgreSQL {server.version}; templates ...")
+            topics = max(-(-args.generation_items // ITEMS_PER_TOPIC), args.dagster_topics_200, args.dagster_topics,
+                         -(-max(args.llm_items, args.llm_batch_items, int(args.llm_utilization_s * 10))
+                           // ITEMS_PER_TOPIC))
+            databases["legacy"] = legacy_template(server, topics)
+            databases["fixed"] = fixed_template(server, databases["legacy"])
+        return databases[name]
 
     results, raw = {}, {}
     steps = [
-        ("audit", lambda: audit.measure(server, legacy, tables=args.audit_tables, repeats=args.audit_repeats)),
-        ("generation", lambda: generation.measure(server, fixed, args.files_dir or generation.files_dir(work),
+        ("audit", lambda: audit.measure(template("server"), template("legacy"), tables=args.audit_tables,
+                                        repeats=args.audit_repeats)),
+        ("generation", lambda: generation.measure(template("server"), template("fixed"),
+                                                  args.files_dir or generation.files_dir(work),
                                                   items=args.generation_items,
                                                   concurrency=args.generation_concurrency,
                                                   repeats=args.generation_repeats)),
-        ("migration", lambda: migration.measure(server, legacy, rows=args.migration_rows,
+        ("migration", lambda: migration.measure(template("server"), template("legacy"), rows=args.migration_rows,
                                                 writer_interval_ms=args.writer_interval_ms)),
-        ("llm", lambda: llm.measure(server, fixed, work, items=args.llm_items, concurrency=args.llm_concurrency,
-                                    latency_s=args.llm_latency_s, batch_items=args.llm_batch_items,
-                                    utilization_s=args.llm_utilization_s)),
-        ("dagster", lambda: orchestration.measure(server, fixed, work, topics=args.dagster_topics,
-                                                  topics_200=args.dagster_topics_200, repeats=args.dagster_repeats)),
+        ("llm", lambda: llm.measure(template("server"), template("fixed"), work, items=args.llm_items,
+                                    concurrency=args.llm_concurrency, latency_s=args.llm_latency_s,
+                                    batch_items=args.llm_batch_items, utilization_s=args.llm_utilization_s)),
+        ("dagster", lambda: orchestration.measure(template("server"), template("fixed"), work,
+                                                  topics=args.dagster_topics, topics_200=args.dagster_topics_200,
+                                                  repeats=args.dagster_repeats)),
         ("demo", lambda: demo.measure(work)),
+        ("contract", lambda: contract_extract.measure(work, files=args.contract_files)),
     ]
     for name, run in steps:
         if args.only and name not in args.only:
@@ -86,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         _say("  " + ", ".join(f"{k} = {_fmt(v)}" for k, v in measured.items()))
     if not args.only and set(results) != set(FIGURES):
         raise RuntimeError(f"figures missing or extra: {set(FIGURES) ^ set(results)}")
-    raw["machine"] = _machine(server.version, load_before)
+    raw["machine"] = _machine(databases["server"].version if databases else None, load_before)
     raw["sizes"] = vars(args) | {"out": str(args.out)}
     raw["total_s"] = round(time.perf_counter() - started, 1)
     ordered = {key: results[key] for key in FIGURES if key in results}
@@ -111,7 +124,8 @@ def table(results: dict) -> str:
 
 
 def machine_line(m: dict) -> str:
-    return (f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, PostgreSQL {m['postgresql']} (embedded), "
+    database = f"PostgreSQL {m['postgresql']} (embedded)" if m["postgresql"] else "no database"
+    return (f"{m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, {database}, "
             f"Python {m['python']}; load average {m['load_before']} before, {m['load_after']} after")
 
 
@@ -153,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dagster-topics", type=int, default=20)
     p.add_argument("--dagster-topics-200", type=int, default=200)
     p.add_argument("--dagster-repeats", type=int, default=3)
+    p.add_argument("--contract-files", type=int, default=500, help="source files in the extracted app tree")
     p.add_argument("--only", action="append", choices=PARTS, metavar="PART",
                    help=f"run only this part (repeatable): {', '.join(PARTS)}")
     p.add_argument("--output", "--out", dest="out", type=Path, default=RESULTS, help="where the results go")

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 from bench.common import timed
-from resources.embedded import PROJECT_ROOT
 
 BULKGEN = Path(sys.executable).with_name("bulkgen")
 
@@ -24,7 +23,7 @@ def measure(workdir: Path) -> dict:
     stopped = workdir / "demo-stopped" / "pgdata"
     stopped.parent.mkdir(parents=True)
     subprocess.run([sys.executable, "-c", "import sys; from resources.embedded import embedded_server_url;"
-                    " embedded_server_url(sys.argv[1])", str(stopped)], check=True, cwd=PROJECT_ROOT)  # exits: stops
+                    " embedded_server_url(sys.argv[1])", str(stopped)], check=True)  # exits: stops
     run = workdir / "demo-run"
     run.mkdir()
     subprocess.run(["cp", "-a", str(stopped), str(run / "pgdata")], check=True)

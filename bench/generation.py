@@ -2,7 +2,7 @@
 
 The pipeline: `generate_conversations` with the template generator (no delay) on a fixed
 database: it creates the batch job and its items, claims them, generates each conversation,
-stores its file atomically and records every outcome, counters included.
+stores its file and records every outcome, counters included.
 
 The floor: the very rows the pipeline left (its batch_jobs row, every batch_items and
 conversations row, exported as binary COPY) COPY'd into a fresh clone of the same database,
@@ -14,7 +14,7 @@ running the COPY before or beside (in a thread) the files counts.
 The raw figures also give the floor without the generator (`bytes_floor_s`, the bytes
 replayed) and the generator alone (`generator_s`), so each part of the floor can be seen, and two
 halves of the pipeline, each alone: `produce_s`, what its workers do per item (generate, then
-`ConversationStore.write`: JSON and an atomic write), on one thread without any SQL; and
+`ConversationStore.write`: JSON and a write in place), on one thread without any SQL; and
 `lifecycle_sql_s`, the batch lifecycle's own SQL for the same items with nothing generated
 (`open_job` with its COPY, `claim_items` and `record_outcomes` 500 at a time, `finish_job`).
 """

@@ -29,7 +29,6 @@ from assets.generation.processing import generate_conversations
 from bench.common import ITEMS_PER_TOPIC, Server, timed, topic_keys
 from resources.anthropic_generator import AnthropicGenerator
 from resources.conversation_store import ConversationStore
-from resources.embedded import PROJECT_ROOT
 from resources.generators import ConversationRequest
 
 API_KEY = "sk-ant-bench-loopback"
@@ -62,7 +61,8 @@ class _FakeApi:
 
     def __init__(self, *args: str):
         self.process = subprocess.Popen([sys.executable, "-m", "bench.fake_llm", *args], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+                                        stdout=subprocess.PIPE, text=True,
+                                        cwd=Path(__file__).resolve().parents[1])
         self.url = self.process.stdout.readline().strip()
         self.seen: dict = {}
 

@@ -33,10 +33,10 @@ from assets.generation.batch import JobSettings
 from assets.generation.processing import generate_conversations
 from bench.common import Server, median, timed, topic_keys
 from pipelines.definitions import defs
+from pipelines.local_instance import LOCAL_INSTANCE_CONFIG
 from pipelines.partitions import topics as topic_partitions
 from resources.conversation_store import ConversationStore
 from resources.database import TargetDatabase
-from resources.embedded import PROJECT_ROOT
 from resources.generators import TemplateGenerator
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -67,7 +67,7 @@ NULL_JOB = dg.Definitions(
 def measure(server: Server, fixed: str, workdir: Path, *, topics: int, topics_200: int, repeats: int) -> dict:
     home = workdir / "dagster_home"
     home.mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / "deploy" / "local-dagster.yaml", home / "dagster.yaml")
+    shutil.copy(LOCAL_INSTANCE_CONFIG, home / "dagster.yaml")
     keys = topic_keys(max(topics, topics_200))
     previous = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(home)
@@ -94,7 +94,7 @@ def measure(server: Server, fixed: str, workdir: Path, *, topics: int, topics_20
 def _null_on(server: Server, home: Path, keys: list[str], repeats: int, postgres: bool, env: dict) -> float:
     """Median seconds of the do-nothing asset over `keys` on a new instance with that storage and environment."""
     home.mkdir(parents=True)
-    config = (PROJECT_ROOT / "deploy" / "local-dagster.yaml").read_text()
+    config = LOCAL_INSTANCE_CONFIG.read_text()
     database = None
     if postgres:
         database = server.create(prefix="bench_dagster")

@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from assets.audit.contract import DEFAULT_CONTRACT
+from pipelines.contract_commands import add_contract_commands
 
 EXIT_OK, EXIT_FINDINGS, EXIT_CANNOT_RUN = 0, 1, 2
 CANNOT_RUN = "2: it cannot run (no database chosen, bad URL, unreachable database, malformed contract, bad "\
@@ -60,6 +61,14 @@ class Interrupted(RuntimeError):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from assets.audit.contract import ContractError
+    from assets.audit.typescript_source import SourceError
+
+    if not getattr(args, "uses_database", True):  # `contract ...` reads only the app's code
+        try:
+            return args.command(args, None)
+        except (ContractError, SourceError) as exc:
+            return _fail(str(exc))
     try:
         url = _chosen_url(args)
     except CannotRun as exc:
@@ -76,6 +85,7 @@ def _command(args: argparse.Namespace, url: str | None, received: Callable[[], l
     import psycopg
 
     from assets.audit.contract import ContractError
+    from assets.audit.typescript_source import SourceError
     from pipelines.demo import DemoDatabaseError
     from resources.database import DatabaseUnavailable, TargetDatabase, scrub
 
@@ -86,7 +96,7 @@ def _command(args: argparse.Namespace, url: str | None, received: Callable[[], l
         return args.command(args, database)
     except Interrupted as exc:
         return _interrupted(exc)
-    except (CannotRun, ContractError, DatabaseUnavailable, DemoDatabaseError) as exc:
+    except (CannotRun, ContractError, DatabaseUnavailable, DemoDatabaseError, SourceError) as exc:
         return _fail(str(exc))
     except psycopg.Error as exc:
         message = " ".join(str(exc).split())
@@ -121,12 +131,15 @@ def _name_the_database(args: argparse.Namespace, database) -> None:
 
 
 def audit(args: argparse.Namespace, database) -> int:
+    from assets.audit.code_audit import run_code_audit
+    from assets.audit.code_contract import extract_code_contract
     from assets.audit.contract import load_contract
     from assets.audit.findings import findings_markdown, run_audit, severity_counts
 
     contract = load_contract(args.contract)
+    code = extract_code_contract(args.source) if args.source else None  # before connecting: a bad folder fails fast
     with database.connection() as conn:
-        findings = run_audit(conn, contract)
+        findings = run_code_audit(conn, contract, code) if code else run_audit(conn, contract)
     if args.format == "json":
         print(json.dumps({"database": database.display_name(), "findings": [asdict(f) for f in findings]}, indent=2))
     else:
@@ -199,7 +212,9 @@ def _ensure_queued() -> None:
     import dagster as dg
     from dagster._core.run_coordinator import QueuedRunCoordinator
 
-    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home")
+    from resources.embedded import STATE_DIR
+
+    home = Path(os.environ.get("DAGSTER_HOME") or STATE_DIR / ".dagster_home")
     queued = False
     if (home / "dagster.yaml").is_file():
         with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -535,9 +550,9 @@ def _verification_summary(evaluations) -> str:
 
 def _make_dev(home: Path) -> str:
     """The command that serves the UI on the instance this run was recorded in."""
-    from resources.embedded import PROJECT_ROOT
+    from resources.embedded import STATE_DIR
 
-    default = home.resolve() == (PROJECT_ROOT / ".dagster_home").resolve()
+    default = home.resolve() == (STATE_DIR / ".dagster_home").resolve()
     return "make dev" if default else f"DAGSTER_HOME={home} make dev"
 
 
@@ -620,7 +635,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("audit", audit, "Audit the live schema against the contract (read-only).")
     sub.add_argument("--contract", default=str(DEFAULT_CONTRACT), help="contract file (YAML)")
+    sub.add_argument("--source", help="the app's source folder: the value sets its code writes replace the contract's")
     sub.add_argument("--format", choices=["table", "json"], default="table")
+    add_contract_commands(commands)
     command("load-demo", load_demo, "Load the legacy demo schema and rows into an empty database.",
             embedded_by_default=True)
     sub = command("migrate", migrate, "Fix the status constraints the audit finds refusing code values.")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from importlib.resources import files
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
+DEMO_DIR = files("demo")
 # The demo's own app user (a row of user_profiles): the owner of the batches the demo generates.
 DEMO_OWNER = "d3e0c0de-0000-4000-8000-000000000001"
 DEMO_OWNER_NAME = "Demo Reviewer"

@@ -1,6 +1,6 @@
 """The local Dagster instance every `bulkgen` command records its runs in, shared safely by concurrent processes.
 
-DAGSTER_HOME is the project's `.dagster_home` unless set, the folder `make dev` serves, so every
+DAGSTER_HOME is `.dagster_home` in the working folder (the project, under `make`) unless set, the folder `make dev` serves, so every
 run of the CLI is in the UI. Processes sharing it coordinate through two lock files in it
 (POSIX record locks, which the kernel releases when a process dies, however it dies):
 
@@ -20,20 +20,23 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import files
 from pathlib import Path
 
-from resources.embedded import PROJECT_ROOT
+from resources.embedded import STATE_DIR
+
+LOCAL_INSTANCE_CONFIG = files("deploy") / "local-dagster.yaml"
 
 
 def dagster_home() -> Path:
-    """DAGSTER_HOME (default: the project's .dagster_home, SQLite storage), created with the local config."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster_home")))
+    """DAGSTER_HOME (default: .dagster_home in the working folder, SQLite storage), created with the local config."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(STATE_DIR / ".dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists() or not config.read_text().strip():
         with instance_changes(home):
             if not config.exists() or not config.read_text().strip():
-                shutil.copy(PROJECT_ROOT / "deploy" / "local-dagster.yaml", config)
+                shutil.copy(LOCAL_INSTANCE_CONFIG, config)
     return home
 
 

@@ -4,7 +4,8 @@ import json
 
 import dagster as dg
 
-from assets.audit.asset import CONTRACT
+from assets.audit.asset import CONTRACT, app_source
+from assets.audit.code_contract import extract_code_contract
 from assets.audit.deploys import DeployState, read_deploy_state
 from assets.generation.asset import run_label
 from assets.generation.batch import release_run_jobs
@@ -17,11 +18,14 @@ from resources.database import TargetDatabase
     job=audit_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Re-audits when the contracted tables' catalog, the Supabase migrations or the contract change.",
+    description="Re-audits when the contracted tables' catalog, the Supabase migrations, the contract or what the "
+    "app's code writes ($BULKGEN_APP_SOURCE) change.",
 )
 def deploy_reaudit_sensor(context: dg.SensorEvaluationContext, database: TargetDatabase):
+    source = app_source()
+    code = extract_code_contract(source) if source else None
     with database.connection() as conn:
-        state = read_deploy_state(conn, CONTRACT)
+        state = read_deploy_state(conn, CONTRACT, code)
     changes = state.changes_since(DeployState.from_cursor(context.cursor))
     if not changes:
         return dg.SkipReason("no deploy since the last audit")

@@ -1,6 +1,6 @@
 """Runs through the instance's queue: `bulkgen run --submit`, one run per group of topics.
 
-Each run is created from the code location (workspace.yaml) as the UI creates it and submitted to
+Each run is created from the code location (`pipelines.definitions`) as the UI creates it and submitted to
 the instance's run coordinator; the daemon launches it with the instance's run launcher (a process
 per run by default, a Kubernetes job with dagster-k8s's K8sRunLauncher), so runs for different topics
 execute at once on separate workers, sharing the application database, the conversation store and
@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from resources.embedded import PROJECT_ROOT
 from resources.limits import share_of
 
 LIMIT_SETTINGS = ("requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute")
@@ -57,7 +56,7 @@ def submit_runs(instance: dg.DagsterInstance, job_name: str, ranges: Sequence[dg
         get_workspace_from_cli_opts,
     )
 
-    opts = WorkspaceOpts(workspace=(str(PROJECT_ROOT / "workspace.yaml"),))
+    opts = WorkspaceOpts(module_name=("pipelines.definitions",))  # the code location, wherever it is installed
     run_ids = []
     with get_workspace_from_cli_opts(instance, version=__version__, workspace_opts=opts) as workspace:
         location = get_code_location_from_workspace(workspace, None)

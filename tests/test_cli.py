@@ -17,7 +17,7 @@ from assets.migration.plan import make_plan
 from pipelines.cli import main
 from resources.database import TargetDatabase
 
-FIELDS = {"table", "column", "kind", "severity", "expected", "actual", "allowed", "rejected"}
+FIELDS = {"table", "column", "kind", "severity", "expected", "actual", "allowed", "rejected", "evidence"}
 
 
 def bulkgen(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -1,10 +1,14 @@
 """The `schema_audit` asset: findings as a DataFrame, a Markdown table, and blocking checks."""
 
 
+import os
 from collections.abc import Iterator
 
 import dagster as dg
+from pydantic import Field
 
+from assets.audit.code_audit import bounded_by_code, with_code_evidence
+from assets.audit.code_contract import extract_code_contract
 from assets.audit.contract import Contract, load_contract
 from assets.audit.findings import (
     FINDING_FIELDS,
@@ -18,6 +22,18 @@ from resources.database import TargetDatabase
 
 CONTRACT: Contract = load_contract()
 COLUMNS_CHECK = "contracted_columns_present"
+APP_SOURCE_ENV = "BULKGEN_APP_SOURCE"
+
+
+class SchemaAuditConfig(dg.Config):
+    app_source: str | None = Field(
+        default=None, description=f"The app's source folder (default ${APP_SOURCE_ENV}): the value sets its code "
+        "writes replace the contract's; types and nullability stay the contract's.")
+
+
+def app_source(configured: str | None = None) -> str | None:
+    """The app's source folder to audit against: the run's config, else $BULKGEN_APP_SOURCE, else none."""
+    return configured or os.environ.get(APP_SOURCE_ENV) or None
 
 
 def value_set_check_name(table: str, column: str) -> str:
@@ -56,11 +72,16 @@ def _check_specs(contract: Contract) -> list[dg.AssetCheckSpec]:
     description="The contract (what the application writes) against the live catalog: one row per finding. "
     "CHECK constraints are judged by evaluating their own expressions, read-only.",
 )
-def schema_audit(context: dg.AssetExecutionContext, database: TargetDatabase) -> Iterator:
+def schema_audit(context: dg.AssetExecutionContext, config: SchemaAuditConfig, database: TargetDatabase) -> Iterator:
+    source = app_source(config.app_source)
+    code = extract_code_contract(source) if source else None
+    contract = bounded_by_code(CONTRACT, code) if code else CONTRACT
     with database.connection() as conn:
-        findings = run_audit(conn, CONTRACT)
+        findings = run_audit(conn, contract)
+    if code:
+        findings = with_code_evidence(findings, code)
     counts = severity_counts(findings)
-    context.log.info(f"audited {database.display_name()}: {counts}")
+    context.log.info(f"audited {database.display_name()}{f' against the code in {source}' if code else ''}: {counts}")
     yield dg.Output(
         findings_frame(findings),
         metadata={
@@ -70,9 +91,10 @@ def schema_audit(context: dg.AssetExecutionContext, database: TargetDatabase) ->
             **{f"{severity}_findings": n for severity, n in counts.items()},
             "dagster/row_count": len(findings),
             "contract": CONTRACT.path,
+            **({"app_source": source, "app_source_fingerprint": code.fingerprint()} if code else {}),
         },
     )
-    yield from check_results(CONTRACT, findings)
+    yield from check_results(contract, findings)
 
 
 def findings_table(findings: list[Finding]) -> dg.TableMetadataValue:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import yaml
 
 from pipelines.one_line import one_line
 
-DEFAULT_CONTRACT = Path(__file__).resolve().parents[2] / "contracts" / "bulkgen.yaml"
+DEFAULT_CONTRACT = files("contracts") / "bulkgen.yaml"
 
 TYPE_FAMILIES = ("text", "integer", "numeric", "boolean", "uuid", "json", "timestamp", "date")
 _COLUMN_KEYS = {"type", "nullable", "optional", "values", "owner"}

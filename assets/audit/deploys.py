@@ -1,4 +1,4 @@
-"""Signs of a deploy: what changed in the catalog, the Supabase migrations, or the contract.
+"""Signs of a deploy: what changed in the catalog, the Supabase migrations, the contract, or the app's code.
 
 The deploy sensor keeps the last `DeployState` as its cursor and re-audits when any part moves.
 """
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 
+from assets.audit.code_contract import CodeContract
 from assets.audit.contract import Contract
 
 # Columns, types, nullability, defaults and every constraint of the contracted tables, hashed in SQL.
@@ -45,6 +46,7 @@ class DeployState:
     catalog: str  # fingerprint of the contracted tables' catalog
     migration: str | None  # latest supabase_migrations.schema_migrations version, if that table exists
     contract: str  # sha256 of the contract file
+    code: str | None = None  # fingerprint of the contract extracted from the app's source, when one is audited
 
     def to_cursor(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -64,14 +66,17 @@ class DeployState:
             moved.append(f"new Supabase migration {self.migration}")
         if self.contract != previous.contract:
             moved.append("the contract file changed")
+        if self.code != previous.code:
+            moved.append("what the app's code writes changed")
         return moved
 
 
-def read_deploy_state(conn: psycopg.Connection, contract: Contract) -> DeployState:
+def read_deploy_state(conn: psycopg.Connection, contract: Contract, code: CodeContract | None = None) -> DeployState:
     params = {"schema": contract.schema, "tables": [t.name for t in contract.tables]}
     catalog = conn.execute(_CATALOG_FINGERPRINT_SQL, params).fetchone()[0]
     migration = None
     if conn.execute("SELECT to_regclass('supabase_migrations.schema_migrations') IS NOT NULL").fetchone()[0]:
         migration = conn.execute("SELECT max(version)::text FROM supabase_migrations.schema_migrations").fetchone()[0]
     contract_hash = hashlib.sha256(Path(contract.path).read_bytes()).hexdigest()
-    return DeployState(catalog=catalog, migration=migration, contract=contract_hash)
+    return DeployState(catalog=catalog, migration=migration, contract=contract_hash,
+                       code=code.fingerprint() if code else None)

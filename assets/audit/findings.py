@@ -12,7 +12,7 @@ from assets.audit.contract import ColumnContract, Contract, TableContract
 from assets.audit.verdicts import judge_value_set
 
 SEVERITIES = ("error", "warning", "info")  # error: a write the code makes would fail
-FINDING_FIELDS = ("table", "column", "kind", "severity", "expected", "actual", "allowed", "rejected")
+FINDING_FIELDS = ("table", "column", "kind", "severity", "expected", "actual", "allowed", "rejected", "evidence")
 
 # code family -> live families that accept it as the code writes it
 _ACCEPTS = {"text": {"text", "enum"}, "integer": {"integer", "numeric"}}
@@ -28,6 +28,7 @@ class Finding:
     actual: str
     allowed: list[str] | None = None
     rejected: list[str] | None = None
+    evidence: list[str] | None = None  # where the app's code writes it (`value: path:line`), audited against the code
 
 
 def run_audit(conn: psycopg.Connection, contract: Contract) -> list[Finding]:
@@ -127,11 +128,13 @@ def findings_markdown(findings: list[Finding]) -> str:
     if not findings:
         return "No findings: the live schema matches the contract."
     rows = sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
-    head = "| severity | table | column | kind | expected | actual | rejected |\n|---|---|---|---|---|---|---|"
+    evidenced = any(f.evidence for f in findings)
+    head = "| severity | table | column | kind | expected | actual | rejected |" + (" evidence |" if evidenced else "")
+    head += "\n" + "|---" * (8 if evidenced else 7) + "|"
     body = [
         "| " + " | ".join(
             _cell(x) for x in (f.severity, f.table, f.column or "", f.kind, f.expected, f.actual,
-                               ", ".join(f.rejected or []))
+                               ", ".join(f.rejected or []), *([", ".join(f.evidence or [])] if evidenced else []))
         ) + " |"
         for f in rows
     ]

@@ -14,14 +14,14 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
+from importlib.resources import files
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "contracts" / "conversation-file.schema.json"
-CONSULTANT_PATH = Path(__file__).resolve().parents[2] / "resources" / "prompts" / "consultant_profile.json"
+SCHEMA_PATH = files("contracts") / "conversation-file.schema.json"
+CONSULTANT_PATH = files("resources") / "prompts" / "consultant_profile.json"
 FILE_NAME = "conversation.json"
 VERSION = "1.0.0"
 

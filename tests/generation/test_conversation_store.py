@@ -1,4 +1,4 @@
-"""The conversation store: atomic JSON files under its root, nothing outside it, prune keeps what rows point at."""
+"""The conversation store: JSON files under its root, nothing outside it, prune keeps what rows point at."""
 
 import pytest
 
@@ -13,7 +13,7 @@ def test_files_round_trip_under_the_root_from_setting_or_environment(tmp_path, m
     assert store.read("job/1.json")["turns"][0]["content"] == "héllo"
     assert (tmp_path / "store/job/1.json").stat().st_size == size
     assert (tmp_path / "store/job/1.json.raw").read_text() == '{"raw": 1}'
-    assert sorted(p.name for p in (tmp_path / "store/job").iterdir()) == ["1.json", "1.json.raw"]  # no temp left
+    assert sorted(p.name for p in (tmp_path / "store/job").iterdir()) == ["1.json", "1.json.raw"]
 
 
 @pytest.mark.parametrize("relative", ["../escape.json", "/etc/passwd", "job/../../x.json", "a\\..\\b", ""])
@@ -26,8 +26,9 @@ def test_prune_keeps_referenced_files_and_their_raw_responses(tmp_path):
     store = ConversationStore(root=str(tmp_path))
     for name in ("1", "2", "3"):
         store.write(f"job/{name}.json", {}, raw="r")
-    (tmp_path / "job/.3.json.123.tmp").write_text("half")  # what a killed writer leaves
-    assert store.prune("job", {"job/1.json"}) == 5
+    (tmp_path / "job/4.json.raw").write_text("r")  # what a killed writer leaves: its raw response,
+    (tmp_path / "job/4.json").write_bytes(b'{"tu')  # its file half written, and no row
+    assert store.prune("job", {"job/1.json"}) == 6
     assert sorted(p.name for p in (tmp_path / "job").iterdir()) == ["1.json", "1.json.raw"]
     assert store.prune("job", set()) == 2 and not (tmp_path / "job").exists()
     assert store.prune("never-written", set()) == 0

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from pipelines.cli import main
 from tests.generation.conftest import assert_job_sound
@@ -29,6 +30,7 @@ def _job(dsn: str):
         ).fetchone()
 
 
+@pytest.mark.slow
 def test_a_killed_run_is_resumed_by_the_next_one(legacy_db, store, tmp_path, monkeypatch, capsys):
     # The first run's fix step fixes the legacy schema; the second run's finds nothing left to do.
     settings = {"DAGSTER_HOME": str(tmp_path / "dagster_home"), "CONVERSATION_STORE": str(store.root_path())}

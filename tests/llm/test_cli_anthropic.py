@@ -27,6 +27,7 @@ def fake():
         yield server
 
 
+@pytest.mark.slow
 def test_run_generates_a_topic_end_to_end_and_the_key_is_nowhere(legacy_db, fake, tmp_path):
     home, root = tmp_path / "dagster_home", tmp_path / "conversations"
     env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url, "DAGSTER_HOME": str(home),

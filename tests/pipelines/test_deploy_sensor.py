@@ -1,6 +1,7 @@
 """The deploy sensor against a real database: quiet without change, fires on each kind of deploy."""
 
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -76,3 +77,17 @@ def test_fires_after_a_contract_change(evaluate, tmp_path, monkeypatch):
     copy.write_text(copy.read_text() + "\n# reviewed again\n")
     (request,) = evaluate()
     assert request.tags["bulkgen/deploy"] == "the contract file changed"
+
+
+def test_fires_when_what_the_apps_code_writes_changes(evaluate, tmp_path, monkeypatch):
+    app = tmp_path / "app"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "app", app)
+    monkeypatch.setenv("BULKGEN_APP_SOURCE", str(app))
+    evaluate()
+    (app / "src" / "notes.md").write_text("a deploy that changes no write")
+    assert evaluate() == []
+    service = app / "src" / "lib" / "services" / "batch-job-service.ts"
+    service.write_text(service.read_text().replace("update({ status: 'paused' })", "update({ status: 'on_hold' })"))
+    (request,) = evaluate()
+    assert request.tags["bulkgen/deploy"] == "what the app's code writes changed"
+    assert evaluate() == []

@@ -1,0 +1,1 @@
+"""The contract files, installed with the code so an installed copy finds them (importlib.resources)."""

@@ -35,6 +35,9 @@ FIGURES = {
     "migration_wall_vs_seed_sql": ("migration wall time ÷ seed SQL's, same rows", "report", None),
     "audit_scale_ratio": ("audit time with ÷ without the unrelated tables", "≤ 1.5", lambda v: v <= 1.5),
     "llm_concurrency_efficiency": ("achieved ÷ ideal items/s, LLM generator", "≥ 0.9", lambda v: v >= 0.9),
+    "llm_batch_cost_ratio": ("cost through message batches ÷ through messages", "≤ 0.55", lambda v: v <= 0.55),
+    "llm_rate_limit_utilization": ("items/s ÷ the enforced limits' ceiling, 60 s", "≥ 0.9", lambda v: v >= 0.9),
+    "llm_failed_items": ("items failed in the LLM runs", "0", lambda v: v == 0),
     "dagster_overhead_s": ("Dagster run − direct call, 20 topics (s)", "≤ 1.0", lambda v: v <= 1.0),
     "dagster_overhead_s_200": ("Dagster run − direct call, 200 topics (s)", "≤ 2.0", lambda v: v <= 2.0),
     "demo_wall_s": ("`bulkgen demo` from a stopped database (s)", "report", None),
@@ -59,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             server = databases["server"] = Server(root / "pgdata")
             _say(f"embedded PostgreSQL {server.version}; templates ...")
             topics = max(-(-args.generation_items // ITEMS_PER_TOPIC), args.dagster_topics_200, args.dagster_topics,
-                         -(-args.llm_items // ITEMS_PER_TOPIC))
+                         -(-max(args.llm_items, args.llm_batch_items, int(args.llm_utilization_s * 10))
+                           // ITEMS_PER_TOPIC))
             databases["legacy"] = legacy_template(server, topics)
             databases["fixed"] = fixed_template(server, databases["legacy"])
         return databases[name]
@@ -76,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         ("migration", lambda: migration.measure(template("server"), template("legacy"), rows=args.migration_rows,
                                                 writer_interval_ms=args.writer_interval_ms)),
         ("llm", lambda: llm.measure(template("server"), template("fixed"), work, items=args.llm_items,
-                                    concurrency=args.llm_concurrency, latency_s=args.llm_latency_s)),
+                                    concurrency=args.llm_concurrency, latency_s=args.llm_latency_s,
+                                    batch_items=args.llm_batch_items, utilization_s=args.llm_utilization_s)),
         ("dagster", lambda: orchestration.measure(template("server"), template("fixed"), work,
                                                   topics=args.dagster_topics, topics_200=args.dagster_topics_200,
                                                   repeats=args.dagster_repeats)),
@@ -157,13 +162,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-items", type=int, default=240)
     p.add_argument("--llm-concurrency", type=int, default=10, help="concurrent_processing (at most 10)")
     p.add_argument("--llm-latency-s", type=float, default=0.5)
+    p.add_argument("--llm-batch-items", type=int, default=1000, help="conversations priced in each mode")
+    p.add_argument("--llm-utilization-s", type=float, default=60.0, help="about how long the limited run lasts")
     p.add_argument("--dagster-topics", type=int, default=20)
     p.add_argument("--dagster-topics-200", type=int, default=200)
     p.add_argument("--dagster-repeats", type=int, default=3)
     p.add_argument("--contract-files", type=int, default=500, help="source files in the extracted app tree")
     p.add_argument("--only", action="append", choices=PARTS, metavar="PART",
                    help=f"run only this part (repeatable): {', '.join(PARTS)}")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--output", "--out", dest="out", type=Path, default=RESULTS, help="where the results go")
     return p
 
 

@@ -173,9 +173,20 @@ def _generation_run(args: argparse.Namespace, database, job_name: str, *, gate_f
     if requested == []:
         raise CannotRun("no topics selected: pass --topics k1,k2 or --all")
     settings = _generator_settings(args)
+    if args.max_cost_usd is not None and args.max_cost_usd <= 0:
+        raise CannotRun("--max-cost-usd must be more than 0")
+    if args.topics_per_run is not None and (args.topics_per_run < 1 or not args.submit):
+        raise CannotRun("--topics-per-run takes a number of at least 1, with --submit")
+    if args.submit:
+        _ensure_queued()
     owner = _owner(database, args.owner)
+    if args.submit:
+        config = {"owner": owner, "new_batch": args.new_batch}
+        config |= {"max_cost_usd": args.max_cost_usd} if args.max_cost_usd is not None else {}
+        return _submit_on_topics(database, requested, job_name, args, gate_first=gate_first, settings=settings,
+                                 config=config)
     result = _run_on_topics(database, requested, job_name, args.generator, gate_first=gate_first, settings=settings,
-                            owner=owner, new_batch=args.new_batch)
+                            owner=owner, new_batch=args.new_batch, max_cost_usd=args.max_cost_usd)
     if signals := args.signals_received():
         with database.connection() as conn:
             raise Interrupted(signals[-1], _interrupted_job(conn, result.run_id))
@@ -190,10 +201,54 @@ def _generation_run(args: argparse.Namespace, database, job_name: str, *, gate_f
         print(f"   cost ${metadata['cost_usd'].value:.4f} (estimated ${metadata['estimated_cost_usd'].value:.4f}): "
               f"{metadata['input_tokens'].value} input and {metadata['output_tokens'].value} output tokens, "
               f"{metadata['api_requests'].value} API requests")
+    if "budget_reached" in metadata and metadata["budget_reached"].value:
+        print(f"   budget of ${metadata['max_cost_usd'].value:.4f} reached: {metadata['items_left_queued'].value} "
+              "item(s) left queued for a later run")
     return EXIT_OK
 
 
-ANTHROPIC_FLAGS = ("model", "requests_per_minute", "tokens_per_minute")
+def _ensure_queued() -> None:
+    """--submit needs an instance configured to queue runs (the CLI's default local one runs them here)."""
+    import dagster as dg
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    from resources.embedded import STATE_DIR
+
+    home = Path(os.environ.get("DAGSTER_HOME") or STATE_DIR / ".dagster_home")
+    queued = False
+    if (home / "dagster.yaml").is_file():
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            queued = isinstance(instance.run_coordinator, QueuedRunCoordinator)
+    if not queued:
+        raise CannotRun("--submit needs an instance that queues runs (run_coordinator: QueuedRunCoordinator, as in "
+                        "deploy/dagster.yaml) and a running dagster-daemon")
+
+
+def _submit(instance, job_name: str, args: argparse.Namespace, tags: dict, settings: dict, config: dict) -> int:
+    """Queue one run per --topics-per-run topics of the selected range; the daemon launches them."""
+    import dagster as dg
+
+    from pipelines.partitions import topics
+    from pipelines.submit import run_config, runs_at_once, shared_limits, submit_runs
+    from resources.generators import GENERATORS
+
+    order = instance.get_dynamic_partitions(topics.name)
+    first, last = order.index(tags["dagster/asset_partition_range_start"]), order.index(
+        tags["dagster/asset_partition_range_end"])
+    keys = order[first:last + 1]
+    size = args.topics_per_run or len(keys)
+    ranges = [dg.PartitionKeyRange(chunk[0], chunk[-1]) for chunk in (keys[i:i + size] for i in range(0, len(keys), size))]
+    if args.generator == "anthropic":
+        defaults = {name: field.default for name, field in GENERATORS["anthropic"].model_fields.items()}
+        settings = shared_limits(settings, defaults, runs_at_once(instance, len(ranges)))
+    run_ids = submit_runs(instance, job_name, ranges, run_config(args.generator, settings, config))
+    for run_id, key_range in zip(run_ids, ranges):
+        print(f"== queued Dagster run {run_id}: {job_name} for topics {key_range.start} .. {key_range.end}")
+    print(f"   {len(run_ids)} run(s); the daemon launches them (the UI shows their progress)")
+    return EXIT_OK
+
+
+ANTHROPIC_FLAGS = ("model", "requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute")
 
 
 def _generator_settings(args: argparse.Namespace) -> dict:
@@ -204,9 +259,11 @@ def _generator_settings(args: argparse.Namespace) -> dict:
     if args.generator not in GENERATORS:
         raise CannotRun(f"unknown generator {args.generator!r}: choose {' or '.join(sorted(GENERATORS))}")
     settings = {name: getattr(args, name) for name in ANTHROPIC_FLAGS if getattr(args, name) is not None}
+    settings |= {"mode": "batch"} if args.batch else {}
     if args.generator != "anthropic":
         if settings:
-            raise CannotRun(f"--{next(iter(settings)).replace('_', '-')} is for --generator anthropic")
+            flag = "batch" if "mode" in settings else next(iter(settings)).replace("_", "-")
+            raise CannotRun(f"--{flag} is for --generator anthropic")
     elif not os.environ.get("ANTHROPIC_API_KEY"):
         raise CannotRun("--generator anthropic needs the API key in ANTHROPIC_API_KEY")
     return settings
@@ -225,7 +282,8 @@ def _owner(database, owner: str | None) -> str:
 
 
 def _run_on_topics(database, requested: list[str] | None, job_name: str, generator: str, *, gate_first: bool,
-                   owner: str, settings: dict | None = None, new_batch: bool = False):
+                   owner: str, settings: dict | None = None, new_batch: bool = False,
+                   max_cost_usd: float | None = None):
     """Run `job_name` in process over the selected topics' partitions as one range, recorded in the local
     instance, holding the partitions' order steady until the run has ended (see `pipelines.local_instance`)."""
     import dagster as dg
@@ -238,7 +296,22 @@ def _run_on_topics(database, requested: list[str] | None, job_name: str, generat
     with instance, run_hold(home) as hold:
         tags = _topic_range(instance, home, hold, database, requested, gate_first=gate_first)
         return _execute(instance, job_name, generator, tags=tags, settings=settings, owner=owner,
-                        new_batch=new_batch)
+                        new_batch=new_batch, max_cost_usd=max_cost_usd)
+
+
+def _submit_on_topics(database, requested: list[str] | None, job_name: str, args: argparse.Namespace, *,
+                      gate_first: bool, settings: dict, config: dict) -> int:
+    """As `_run_on_topics`, but the runs go to the instance's queue (see `pipelines.submit`)."""
+    import dagster as dg
+
+    from pipelines.local_instance import dagster_home, instance_changes, run_hold
+
+    home = dagster_home()
+    with instance_changes(home):
+        instance = dg.DagsterInstance.get()
+    with instance, run_hold(home) as hold:
+        tags = _topic_range(instance, home, hold, database, requested, gate_first=gate_first)
+        return _submit(instance, job_name, args, tags, settings, config)
 
 
 def _topic_range(instance, home: Path, hold, database, requested: list[str] | None, *, gate_first: bool) -> dict:
@@ -274,7 +347,7 @@ def _topic_range(instance, home: Path, hold, database, requested: list[str] | No
 
 
 def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], owner: str,
-             settings: dict | None = None, new_batch: bool = False):
+             settings: dict | None = None, new_batch: bool = False, max_cost_usd: float | None = None):
     from pipelines.definitions import defs
     from resources.database import target_database
     from resources.generators import GENERATORS
@@ -285,7 +358,9 @@ def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], o
         resources={"database": target_database(), "generator": GENERATORS[generator](**(settings or {}))},
         # A failed step's error is printed on one line by the caller; its stack trace stays in the run's event log.
         run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}},
-                    "ops": {"topic_conversations": {"config": {"owner": owner, "new_batch": new_batch}}}},
+                    "ops": {"topic_conversations": {"config": {
+                        "owner": owner, "new_batch": new_batch,
+                        **({"max_cost_usd": max_cost_usd} if max_cost_usd is not None else {})}}}},
         raise_on_error=False,
     )
 
@@ -315,9 +390,29 @@ def cancel(args: argparse.Namespace, database: TargetDatabase) -> int:
             job = cancel_job(conn, args.job)
         except NotCancellable as exc:
             raise CannotRun(str(exc)) from None
+        _cancel_message_batches(conn, job["id"])
     statuses = ", ".join(f"{n} {status}" for status, n in sorted(job["items_by_status"].items()))
     print(f"== batch job {job['id']} {job['status']}: {job['name']}\n   items {job['total_items']}: {statuses}")
     return EXIT_OK
+
+
+def _cancel_message_batches(conn, job_id) -> None:
+    """A cancelled job's message batches would still be billed: cancel those not yet recorded (a run processing
+    the job cancels them itself; this is for a job no live run holds)."""
+    from assets.generation.message_batches import cancel_job_batches, recorded_batches
+    from resources.generators import GENERATORS
+
+    if not recorded_batches(conn, job_id):
+        return
+    if not os.environ.get("ANTHROPIC_API_KEY"):
+        print(f"   its message batches {', '.join(recorded_batches(conn, job_id))} still run: set ANTHROPIC_API_KEY "
+              "and cancel again to cancel them")
+        return
+    generator = GENERATORS["anthropic"](mode="batch")
+    try:
+        cancel_job_batches(conn, job_id, generator, lambda line: print(f"   {line}"))
+    finally:
+        generator.close()
 
 
 def _run_failure(result) -> str:
@@ -576,8 +671,22 @@ def _parser() -> argparse.ArgumentParser:
         llm.add_argument("--model", help="Claude model id (default: the generator's)")
         llm.add_argument("--requests-per-minute", type=int, metavar="N",
                          help="requests per minute for the whole run (default: the generator's; 0: no limit)")
-        llm.add_argument("--tokens-per-minute", type=int, metavar="N",
-                         help="input plus output tokens per minute for the whole run (default: no limit)")
+        llm.add_argument("--input-tokens-per-minute", type=int, metavar="N",
+                         help="input tokens per minute for the whole run (default: no limit)")
+        llm.add_argument("--output-tokens-per-minute", type=int, metavar="N",
+                         help="output tokens per minute for the whole run (default: no limit)")
+        llm.add_argument("--batch", action="store_true",
+                         help="send the requests through the Message Batches API (half the price; the run waits for "
+                              "its batches, and a run of the same topics re-attaches to them)")
+        sub.add_argument("--submit", action="store_true",
+                         help="queue the run(s) on the instance (the daemon launches them on its workers) instead of "
+                              "running here; the workers' DATABASE_URL and ANTHROPIC_API_KEY are used")
+        sub.add_argument("--topics-per-run", type=int, metavar="N",
+                         help="with --submit: one run per N topics, each its own batch job, run at once as the "
+                              "queue allows; each gets its share of the API limits")
+        sub.add_argument("--max-cost-usd", type=float, metavar="USD",
+                         help="most this run may spend with a metered generator; the items that would pass it stay "
+                              "queued for a later run")
     return parser
 
 

@@ -16,7 +16,7 @@ from pipelines.sensors import (
 )
 from resources.conversation_store import ConversationStore
 from resources.database import target_database
-from resources.generators import TemplateGenerator
+from resources.generator_choice import chosen_generator
 
 defs = dg.Definitions(
     assets=[schema_audit, batch_jobs_status_constraint, topic_conversations, generation_verification],
@@ -26,7 +26,7 @@ defs = dg.Definitions(
     sensors=[deploy_reaudit_sensor, topic_partitions_sensor, batch_job_failure_sensor, batch_job_cancel_sensor],
     resources={
         "database": target_database(),
-        "generator": TemplateGenerator(),
+        "generator": chosen_generator,  # the template generator unless the run's config names another
         "conversation_store": ConversationStore(),
     },
 )

@@ -1,4 +1,5 @@
-"""The LLM generator: conversations from Claude over the Anthropic Messages API (official SDK).
+"""The LLM generator: conversations from Claude over the Anthropic Messages API or its Message Batches API
+(official SDK).
 
 The prompt comes from the templates in `resources/prompts/`, filled from the persona, arc and
 topic rows. Every column is a placeholder named after its table (`$persona_name`,
@@ -8,11 +9,16 @@ outputs) and the reply is validated: turns alternate starting with the user and 
 assistant, the number of exchanges is within the arc's range, and the persona is the input's.
 A reply that fails validation is asked for once more; then the item fails with the reason.
 
-HTTP failures are retried here, not in the SDK (its retries are off), so that each one is logged
-and `retry-after` sets the wait: 429, 529 and other 5xx, connection errors and timeouts, with
-exponential backoff and jitter. A rate limiter shared by every thread of the process keeps
-requests and tokens per minute under the configured limits. Errors carry the API's own status,
-error type and message; the API key never appears in an error, a log line or a repr.
+Transient failures are retried by the SDK (`max_retries`: 408, 409, 429, 5xx, connection errors
+and timeouts, `retry-after` and `x-should-retry` honoured). A middleware inside the SDK's retry loop
+adds what the SDK lacks: each attempt waits for the process's rate limiter (`resources/limits.py`)
+and is counted, a 429 pauses every thread for its `retry-after`, and each failed attempt is a
+warning in the run's log. Errors carry the API's own status, error type and message; the API key
+never appears in an error, a log line or a repr.
+
+In `batch` mode the processing loop sends the requests as message batches
+(`assets/generation/message_batches.py`): this class builds each request and turns each result into
+a conversation through the same validation.
 
 The SDK is imported on first use: importing it adds most of a second to every command that
 merely imports the generators.
@@ -20,16 +26,15 @@ merely imports the generators.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import random
 import string
 import threading
 import time
+from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
@@ -44,10 +49,13 @@ from resources.generators import (
     _tokens,
     _turn_range,
 )
+from resources.limits import RateLimiter, shared_limiter
+from resources.prices import price_of
 
 if TYPE_CHECKING:
     import anthropic
     from anthropic.types import Message
+    from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
 log = logging.getLogger(__name__)
 
@@ -98,77 +106,13 @@ class InvalidReply(ValueError):
     """A reply that is not the conversation asked for; the message says how."""
 
 
-class RateLimiter:
-    """Requests and tokens per minute for every thread of the process calling one API and model.
+class _Call(threading.local):
+    """The Messages API call this thread is making: what its attempts reserve from the limiter and how many went."""
 
-    Token buckets holding one second's worth, so calls are spread evenly rather than sent in a
-    burst the API would count against a shorter window. Tokens are reserved before a call from
-    the prompt's estimate and settled after it from the API's usage (the reply's size is only
-    known then), so the bucket can go below zero and later calls wait until it refills. A
-    `retry-after` from the API pauses every caller.
-    """
-
-    def __init__(self, requests_per_minute: int | None, tokens_per_minute: int | None):
-        self._lock = threading.Lock()
-        self._requests = _Bucket(requests_per_minute)
-        self._tokens = _Bucket(tokens_per_minute)
-        self._paused_until = 0.0
-
-    def acquire(self, tokens: int) -> float:
-        """Wait until a call of about `tokens` tokens may go; returns the seconds waited."""
-        started = time.monotonic()
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                wait = max(self._paused_until - now, self._requests.wait(now, 1), self._tokens.wait(now, tokens))
-                if wait <= 0:
-                    self._requests.take(1)
-                    self._tokens.take(tokens)
-                    return now - started
-            time.sleep(wait)
-
-    def settle(self, reserved: int, used: int) -> None:
-        """Correct a call's reservation to the tokens the API counted (0 for a failed call)."""
-        with self._lock:
-            self._tokens.take(used - reserved)
-
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
-
-
-class _Bucket:
-    """Refilled at `per_minute / 60` a second up to one second's worth; no rate means no limit."""
-
-    def __init__(self, per_minute: int | None):
-        self.rate = per_minute / 60 if per_minute else None
-        self.capacity = max(1.0, self.rate) if self.rate else 0.0
-        self.level = self.capacity
-        self.stamp = time.monotonic()
-
-    def wait(self, now: float, amount: float) -> float:
-        """Seconds until `amount` may be taken (at most a full bucket is ever waited for)."""
-        if self.rate is None:
-            return 0.0
-        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-        return max(0.0, (min(amount, self.capacity) - self.level) / self.rate)
-
-    def take(self, amount: float) -> None:
-        if self.rate is not None:
-            self.level = min(self.capacity, self.level - amount)
-
-
-_LIMITERS: dict[tuple, RateLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
-
-
-def shared_limiter(base_url: str, model: str, requests_per_minute: int | None,
-                   tokens_per_minute: int | None) -> RateLimiter:
-    """The process's limiter for one API and model: every generator and thread calling them shares it."""
-    key = (base_url, model, requests_per_minute, tokens_per_minute)
-    with _LIMITERS_LOCK:
-        return _LIMITERS.setdefault(key, RateLimiter(requests_per_minute, tokens_per_minute))
+    limiter: RateLimiter | None = None
+    reserved: tuple[int, int] = (0, 0)
+    attempts: int = 0
+    label: str = ""
 
 
 class AnthropicGenerator(ConversationGenerator):
@@ -179,6 +123,11 @@ class AnthropicGenerator(ConversationGenerator):
         description="Anthropic API key; give it as an EnvVar (the default reads ANTHROPIC_API_KEY). Never logged.",
     )
     model: str = Field(default="claude-sonnet-5", description="Claude model id.")
+    mode: Literal["messages", "batch"] = Field(
+        default="messages",
+        description="messages: one request per conversation, as they go; batch: the Message Batches API, half the "
+        "price, results within 24 hours.",
+    )
     temperature: float | None = Field(
         default=None,
         description="Sampling temperature, sent only when set: Claude Sonnet 5 and Opus 4.7 or later reject it.",
@@ -191,32 +140,53 @@ class AnthropicGenerator(ConversationGenerator):
         default=None, description="Messages API base URL; unset means $ANTHROPIC_BASE_URL, else the SDK's default."
     )
     timeout_s: float = Field(default=120.0, description="Seconds one HTTP request may take before it is retried.")
-    max_retries: int = Field(default=4, description="Retries of one call on 429, 529, 5xx, connection errors and timeouts.")
-    backoff_base_s: float = Field(default=1.0, description="First retry's backoff; it doubles each retry, with jitter.")
-    backoff_cap_s: float = Field(default=30.0, description="Longest backoff (a longer retry-after is still honoured).")
+    max_retries: int = Field(
+        default=4, description="The SDK's retries of one call (408, 409, 429, 5xx, connection errors, timeouts)."
+    )
     requests_per_minute: int | None = Field(
         default=50,
-        description="Requests per minute for the whole process (unset or 0: no limit); the API tier's limit.",
+        description="Messages API requests per minute for the whole process (unset or 0: no limit).",
     )
-    tokens_per_minute: int | None = Field(
-        default=None, description="Input plus output tokens per minute for the whole process (unset or 0: no limit)."
+    input_tokens_per_minute: int | None = Field(
+        default=None, description="Input tokens per minute for the whole process (unset or 0: no limit)."
     )
-    input_price_per_mtok: float = Field(default=2.0, description="US dollars per million input tokens (Sonnet 5).")
-    output_price_per_mtok: float = Field(default=10.0, description="US dollars per million output tokens (Sonnet 5).")
+    output_tokens_per_minute: int | None = Field(
+        default=None, description="Output tokens per minute for the whole process (unset or 0: no limit)."
+    )
+    input_price_per_mtok: float | None = Field(
+        default=None, description="US dollars per million input tokens; unset: the model's in resources/prices.py."
+    )
+    output_price_per_mtok: float | None = Field(
+        default=None, description="US dollars per million output tokens; unset: the model's in resources/prices.py."
+    )
+    batch_attempts: int = Field(
+        default=3, ge=1, description="Batch mode: times an item is sent before an errored, expired or invalid result "
+        "fails it.",
+    )
+    batch_poll_s: float = Field(default=10.0, gt=0, description="Batch mode: first wait between polls of a batch.")
+    batch_poll_max_s: float = Field(default=300.0, gt=0, description="Batch mode: longest wait between polls.")
+    max_requests_per_batch: int = Field(default=100_000, ge=1, le=100_000,
+                                        description="Batch mode: requests in one message batch (the API's limit).")
 
     _client: anthropic.Anthropic | None = PrivateAttr(default=None)
     _client_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _call: _Call = PrivateAttr(default_factory=_Call)
+    _replies: list[int] = PrivateAttr(default_factory=lambda: [0, 0])  # replies seen, their output tokens
 
     @property
     def name(self) -> str:
         return "anthropic"
+
+    @property
+    def batched(self) -> bool:
+        return self.mode == "batch"
 
     def generate(self, request: ConversationRequest) -> GeneratedConversation:
         system, user = render_prompt(request)
         usage = Usage()
         failures = []
         for attempt in range(1, REPLY_ATTEMPTS + 1):
-            message, usage = self._reply(system, user, usage, label=request.seed)
+            message, usage = self._reply(system, user, usage, request)
             try:
                 turns = validate_reply(message, request)
             except InvalidReply as exc:
@@ -236,8 +206,39 @@ class AnthropicGenerator(ConversationGenerator):
                      output_tokens=2 * most * TOKENS_PER_TURN)
 
     def cost(self, usage: Usage) -> float:
-        """US dollars for `usage` at the configured prices."""
-        return (usage.input_tokens * self.input_price_per_mtok + usage.output_tokens * self.output_price_per_mtok) / 1e6
+        """US dollars for `usage` at the model's price (resources/prices.py), halved in batch mode."""
+        return price_of(self.model, self.input_price_per_mtok, self.output_price_per_mtok).cost(
+            usage, batch=self.batched)
+
+    # Batch mode: the processing loop's message_batches module drives these.
+
+    def batch_request(self, custom_id: str, request: ConversationRequest) -> dict[str, Any]:
+        """One request of a message batch, as the Message Batches API takes it."""
+        system, user = render_prompt(request)
+        return {"custom_id": custom_id, "params": self._parameters(system, user)}
+
+    def create_batch(self, requests: list[dict[str, Any]]) -> str:
+        """Submit a message batch; its id."""
+        return self._api(lambda c: c.messages.batches.create(requests=requests)).id
+
+    def retrieve_batch(self, batch_id: str) -> MessageBatch:
+        return self._api(lambda c: c.messages.batches.retrieve(batch_id))
+
+    def batch_results(self, batch_id: str) -> Iterator[MessageBatchIndividualResponse]:
+        """An ended batch's results, streamed in the order the API sends them (not the order submitted)."""
+        return iter(self._api(lambda c: c.messages.batches.results(batch_id)))
+
+    def cancel_batch(self, batch_id: str) -> None:
+        self._api(lambda c: c.messages.batches.cancel(batch_id))
+
+    def conversation_from(self, message: Message, request: ConversationRequest) -> GeneratedConversation:
+        """A batch's succeeded result as a conversation, or AnthropicGenerationError (with its usage) saying why not."""
+        usage = _usage_of(message, requests=0)
+        try:
+            turns = validate_reply(message, request)
+        except InvalidReply as exc:
+            raise AnthropicGenerationError(f"the model's reply failed validation ({exc})", usage=usage) from None
+        return GeneratedConversation(turns=turns, total_tokens=usage.total_tokens, raw=message.to_json(), usage=usage)
 
     def close(self) -> None:
         """Close the HTTP connections; the next call opens new ones."""
@@ -249,39 +250,66 @@ class AnthropicGenerator(ConversationGenerator):
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self.close()
 
-    def _reply(self, system: str, user: str, usage: Usage, *, label: str) -> tuple[Message, Usage]:
-        """One reply from the API, retrying what is worth retrying; returns it and `usage` plus what it took."""
+    def _reply(self, system: str, user: str, usage: Usage, request: ConversationRequest) -> tuple[Message, Usage]:
+        """One reply from the API (the SDK retries what is worth retrying); returns it and `usage` plus what it took."""
         import anthropic
 
         client = self._sdk_client()
-        limiter = shared_limiter(str(client.base_url), self.model, self.requests_per_minute, self.tokens_per_minute)
-        estimate = _tokens(system) + _tokens(user)
-        for attempt in itertools.count():
-            limiter.acquire(estimate)
-            usage += Usage(requests=1)
-            try:
-                message = client.messages.create(**self._parameters(system, user))
-            except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
-                limiter.settle(estimate, 0)
-                cause = self._redact(_describe(exc, self.timeout_s))
-                retryable = _retryable(exc)
-                if not retryable or attempt == self.max_retries:
-                    tries = f" (gave up after {attempt + 1} attempts)" if retryable else ""
-                    raise AnthropicGenerationError(
-                        cause + tries, usage=usage, status_code=getattr(exc, "status_code", None),
-                        error_type=_error_body(exc)[0],
-                    ) from None  # the SDK's exception repeats the body unredacted; the message above has its cause
-                retry_after = _retry_after(exc)
-                if retry_after is not None:
-                    limiter.pause(retry_after)
-                delay = self._backoff(attempt, retry_after)
-                log.warning("anthropic: %s: %s; retry %d of %d in %.2f s", label, cause, attempt + 1, self.max_retries,
-                            delay)
-                time.sleep(delay)
-                continue
-            used = Usage(replies=1, input_tokens=message.usage.input_tokens, output_tokens=message.usage.output_tokens)
-            limiter.settle(estimate, used.total_tokens)
-            return message, usage + used
+        estimate = self.estimate_usage(request)
+        # Output tokens are reserved at the mean reply seen so far (the estimate until there is one): a reservation
+        # far above what replies take would hold back calls the limit allows until each reply settles it.
+        seen, output_tokens = self._replies
+        reserved = (estimate.input_tokens, output_tokens // seen if seen else estimate.output_tokens)
+        call = self._call
+        call.limiter = shared_limiter(str(client.base_url), self.model, self.requests_per_minute,
+                                      self.input_tokens_per_minute, self.output_tokens_per_minute)
+        call.reserved, call.attempts, call.label = reserved, 0, request.seed
+        try:
+            message = client.messages.create(**self._parameters(system, user))
+        except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
+            tries = f" (gave up after {call.attempts} attempts)" if call.attempts > 1 else ""
+            raise AnthropicGenerationError(
+                self.redact(_describe(exc, self.timeout_s)) + tries, usage=usage + Usage(requests=call.attempts),
+                status_code=getattr(exc, "status_code", None), error_type=_error_body(exc)[0],
+            ) from None  # the SDK's exception repeats the body unredacted; the message above has its cause
+        finally:
+            call.limiter = None
+        used = _usage_of(message, requests=call.attempts)
+        shared_limiter(str(client.base_url), self.model, self.requests_per_minute, self.input_tokens_per_minute,
+                       self.output_tokens_per_minute).settle(
+            reserved, (used.input_tokens + used.cache_creation_input_tokens, used.output_tokens))
+        with self._client_lock:
+            self._replies[0] += 1
+            self._replies[1] += used.output_tokens
+        return message, usage + used
+
+    def _attempt(self, request, call_next):
+        """The SDK middleware around every HTTP attempt: the shared limits, the shared pause, counting, warnings."""
+        import anthropic
+
+        call = self._call
+        limiter = call.limiter
+        if limiter is not None:  # a Messages API call (batch endpoints have limits of their own)
+            limiter.acquire(*call.reserved)
+            call.attempts += 1
+        try:
+            response = call_next(request)
+        except anthropic.APIConnectionError as exc:
+            if limiter is not None:
+                limiter.settle(call.reserved, (0, 0))
+            log.warning("anthropic: %s: %s (attempt %d of %d)", call.label or request.url,
+                        _describe(exc, self.timeout_s), request.retries_taken + 1, self.max_retries + 1)
+            raise
+        if response.status_code >= 400:
+            if limiter is not None:
+                limiter.settle(call.reserved, (0, 0))
+            wait = _retry_after(response.http_response.headers) if response.status_code == 429 else None
+            if limiter is not None and wait is not None:
+                limiter.pause(wait)  # every thread, not only the one the SDK makes wait
+            log.warning("anthropic: %s: HTTP %d %s (attempt %d of %d)", call.label or request.url,
+                        response.status_code, self.redact(_status_text(response)), request.retries_taken + 1,
+                        self.max_retries + 1)
+        return response
 
     def _parameters(self, system: str, user: str) -> dict[str, Any]:
         parameters = {
@@ -295,11 +323,17 @@ class AnthropicGenerator(ConversationGenerator):
             parameters["extra_body"] = {"temperature": self.temperature}
         return parameters
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Exponential backoff with jitter; never shorter than the API's retry-after (plus up to 10%)."""
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** attempt)
-        delay = random.uniform(ceiling / 2, ceiling)
-        return max(delay, retry_after * random.uniform(1.0, 1.1)) if retry_after is not None else delay
+    def _api(self, call):
+        """A Message Batches API call; its failure as AnthropicGenerationError with the API's own cause."""
+        import anthropic
+
+        try:
+            return call(self._sdk_client())
+        except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
+            raise AnthropicGenerationError(
+                self.redact(_describe(exc, self.timeout_s)), status_code=getattr(exc, "status_code", None),
+                error_type=_error_body(exc)[0],
+            ) from None
 
     def _sdk_client(self) -> anthropic.Anthropic:
         import anthropic
@@ -307,7 +341,8 @@ class AnthropicGenerator(ConversationGenerator):
         with self._client_lock:
             if self._client is None:
                 self._client = anthropic.Anthropic(
-                    api_key=self._key(), base_url=self.base_url, max_retries=0, timeout=self.timeout_s
+                    api_key=self._key(), base_url=self.base_url, max_retries=self.max_retries,
+                    timeout=self.timeout_s, middleware=[self._attempt],
                 )
             return self._client
 
@@ -319,7 +354,7 @@ class AnthropicGenerator(ConversationGenerator):
             raise AnthropicGenerationError(f"no Anthropic API key: {name} is not set")
         return key
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
         """A proxy may echo the key in an error body; it must not reach our messages."""
         key = self._key()
         return text.replace(key, "[redacted]") if key else text
@@ -406,17 +441,8 @@ def _normal(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
-def _retryable(exc: anthropic.APIError) -> bool:
-    status = getattr(exc, "status_code", None)
-    return status is None or status == 429 or status >= 500  # no status: a connection error or a timeout
-
-
-def _retry_after(exc: anthropic.APIError) -> float | None:
+def _retry_after(headers) -> float | None:
     """Seconds the API asked us to wait (`retry-after-ms`, or `retry-after` in seconds or as a date)."""
-    response = getattr(exc, "response", None)
-    if response is None:
-        return None
-    headers = response.headers
     try:
         if "retry-after-ms" in headers:
             return max(0.0, float(headers["retry-after-ms"]) / 1000)
@@ -429,6 +455,23 @@ def _retry_after(exc: anthropic.APIError) -> float | None:
     except (TypeError, ValueError):
         pass
     return None
+
+
+def _status_text(response) -> str:
+    """An error response's `error.type: error.message` (its body read, which the SDK then reuses)."""
+    try:
+        error = json.loads(response.http_response.read()).get("error") or {}
+    except (ValueError, AttributeError):
+        return "error"
+    return f"{error.get('type') or 'error'}: {str(error.get('message') or '')[:500]}"
+
+
+def _usage_of(message: Message, *, requests: int) -> Usage:
+    """The API's usage for one reply, cache tokens included."""
+    u = message.usage
+    return Usage(requests=requests, replies=1, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                 cache_creation_input_tokens=u.cache_creation_input_tokens or 0,
+                 cache_read_input_tokens=u.cache_read_input_tokens or 0)
 
 
 def _error_body(exc: anthropic.APIError) -> tuple[str | None, str | None]:

@@ -38,20 +38,25 @@ class ConversationRequest:
 
 @dataclass(frozen=True)
 class Usage:
-    """What generating took: HTTP requests sent (retries included), replies billed, and their tokens."""
+    """What generating took: HTTP requests sent (retries included), replies billed, and their tokens (input
+    tokens the prompt cache wrote or read are counted apart from `input_tokens`, as the API bills them)."""
 
     requests: int = 0
     replies: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens + self.output_tokens
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(self.requests + other.requests, self.replies + other.replies,
-                     self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+                     self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
+                     self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+                     self.cache_read_input_tokens + other.cache_read_input_tokens)
 
 
 @dataclass(frozen=True)

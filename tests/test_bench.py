@@ -15,8 +15,8 @@ from bench.__main__ import FIGURES
 PROJECT = Path(__file__).resolve().parents[1]
 TINY = ["--generation-items", "48", "--generation-repeats", "1", "--migration-rows", "2000",
         "--audit-tables", "10", "--audit-repeats", "1", "--llm-items", "24", "--llm-concurrency", "4",
-        "--llm-latency-s", "0.02", "--dagster-topics", "1", "--dagster-topics-200", "2", "--dagster-repeats", "1",
-        "--contract-files", "24"]
+        "--llm-latency-s", "0.02", "--llm-batch-items", "24", "--llm-utilization-s", "3", "--dagster-topics", "1",
+        "--dagster-topics-200", "2", "--dagster-repeats", "1", "--contract-files", "24"]
 
 
 @pytest.mark.slow
@@ -33,6 +33,19 @@ def test_the_runner_writes_every_figure_and_nothing_else(tmp_path):
     assert results["raw"]["machine"]["postgresql"] and results["raw"]["sizes"]["migration_rows"] == 2000
     for key in FIGURES:
         assert f"`{key}`" in done.stdout  # the table names every figure
+
+
+@pytest.mark.slow
+def test_only_llm_measures_just_the_llm_figures(tmp_path):
+    out = tmp_path / "llm.json"
+    done = subprocess.run([sys.executable, "-m", "bench", "--only", "llm", *TINY, "--output", str(out)], cwd=PROJECT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(results) == {"llm_concurrency_efficiency", "llm_batch_cost_ratio", "llm_rate_limit_utilization",
+                            "llm_failed_items", "raw"}
+    assert results["llm_failed_items"] == 0 and 0 < results["llm_batch_cost_ratio"] < 1
+    assert set(results["raw"]) >= {"llm", "machine"} and "generation" not in results["raw"]
 
 
 def test_only_one_part_keeps_the_other_figures(tmp_path):

@@ -43,6 +43,10 @@ class GenerationConfig(dg.Config):
         default="continue", description="'stop' ends the job at its first failed item; 'continue' runs every item."
     )
     priority: Literal["low", "normal", "high"] = "normal"
+    max_cost_usd: float | None = Field(
+        default=None, gt=0, description="Most US dollars this run may spend with a metered generator; items that "
+        "would pass it stay queued for a later run. Unset: no limit.",
+    )
     owner: str | None = Field(
         default=None, description="UUID of the app user the conversations are for; unset means $BULKGEN_OWNER."
     )
@@ -89,6 +93,7 @@ def topic_conversations(
             result = generate_conversations(
                 conn, list(selected.values()), generator, conversation_store, settings,
                 label=run_label(context.run.run_id), log=context.log.info, new_batch=config.new_batch,
+                max_cost_usd=config.max_cost_usd,
             )
     except (psycopg.Error, DatabaseUnavailable) as exc:
         if not connection_lost(exc):
@@ -99,7 +104,10 @@ def topic_conversations(
         raise dg.RetryRequested(max_retries=DB_RETRIES, seconds_to_wait=wait) from exc
     context.log.info(f"batch job {result.job.id} {result.status}: {result.summary['items_by_status']}")
     metadata = {"database": database.display_name(), "fix": fix, **_metadata(result, generator)}
-    if result.status != "completed":
+    if result.budget_reached and result.status == "queued":  # not a failure: the rest waits for a later run
+        context.log.warning(f"{result.budget.describe()}: {result.items_left_queued} item(s) of batch job "
+                            f"{result.job.id} stay queued")
+    elif result.status != "completed":
         raise dg.Failure(f"batch job {result.job.id} ended {result.status}", metadata=metadata)
     return dg.MaterializeResult(metadata=metadata)
 
@@ -127,15 +135,25 @@ def _cost(result: GenerationResult, generator: ConversationGenerator) -> dict:
     if result.estimated_usage is None:
         return {}
     usage, estimated = result.usage, result.estimated_usage
+    cost = generator.cost(usage)
     return {
         "estimated_cost_usd": dg.MetadataValue.float(round(generator.cost(estimated), 6)),
-        "cost_usd": dg.MetadataValue.float(round(generator.cost(usage), 6)),
+        "cost_usd": dg.MetadataValue.float(round(cost, 6)),
+        "cost_per_conversation_usd": dg.MetadataValue.float(round(cost / result.succeeded, 6) if result.succeeded
+                                                            else 0.0),
         "estimated_tokens": estimated.total_tokens,
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
         "total_tokens": usage.total_tokens,
         "api_requests": usage.requests,
-    }
+        "batch_mode": bool(getattr(generator, "batched", False)),
+    } | ({
+        "max_cost_usd": dg.MetadataValue.float(result.budget.max_cost_usd),
+        "budget_reached": result.budget.reached,
+        "items_left_queued": result.items_left_queued,
+    } if result.budget is not None else {})
 
 
 def _preview(document: dict | None) -> str:

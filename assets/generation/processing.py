@@ -11,6 +11,10 @@ so commits grow with throughput instead of costing a transaction per item.
 
 A metered generator estimates the queued items' usage before the first one starts, and every
 outcome carries what its item was billed, so the job's estimated and actual cost can be compared.
+With a budget (`max_cost_usd`), an item starts only while the run's cost stays within it
+(`budget.py`); once it would not, no further item starts and the job's remaining items stay
+`queued` for a later run. A generator in batch mode sends the items through the Message Batches
+API instead of the threads (`message_batches.py`), recording each result the same way.
 
 Once an item fails under `error_handling = 'stop'`, no further item starts: those already running
 are recorded and the job's remaining items are cancelled. An interrupt (Ctrl-C, SIGTERM, a
@@ -56,8 +60,10 @@ from assets.generation.conversation_file import (
     file_key,
     validate_document,
 )
+from assets.generation.budget import Budget
 from assets.generation.faults import fault_point
 from assets.generation.interrupts import DeferredInterrupts
+from assets.generation.message_batches import process_in_batches
 from assets.generation.scaffolding import JobRows, load_job_rows, load_scaffolding
 from resources.conversation_store import ConversationStore
 from resources.generators import (
@@ -87,6 +93,12 @@ class GenerationResult:
     preview: dict | None  # one conversation this run wrote, as stored
     estimated_usage: Usage | None  # for the items queued when this run started; None: the generator bills nothing
     usage: Usage  # what this run's items were billed, failed items included
+    budget: Budget | None = None  # the run's spending limit and what it was billed; None: no limit
+    items_left_queued: int = 0  # left for a later run: the budget was reached
+
+    @property
+    def budget_reached(self) -> bool:
+        return self.budget is not None and self.budget.reached
 
     @property
     def throughput(self) -> float:
@@ -104,9 +116,11 @@ def generate_conversations(
     label: str,
     log: Callable[[str], None] = lambda _: None,
     new_batch: bool = False,
+    max_cost_usd: float | None = None,
 ) -> GenerationResult:
     """Resume the unfinished batch job for `topic_keys` (or, with `new_batch` or none to resume, create one)
-    and process it to a final status; interrupted, the job is left `queued` and the interrupt raised.
+    and process it to a final status; interrupted, the job is left `queued` and the interrupt raised; with a
+    budget `max_cost_usd` reached, its remaining items are left `queued` for a later run.
 
     `conn` must be in autocommit mode: every step commits on its own. The gate (and the owner's check
     against the users table) is the caller's; the owner is `settings.owner`, unset: $BULKGEN_OWNER.
@@ -122,7 +136,8 @@ def generate_conversations(
         try:
             # A resumed job's items keep the rows they were made from, which may since have been deactivated.
             rows = load_job_rows(conn, job.id) if job.resumed else JobRows.of(scaffolding)
-            result = _process(conn, job, rows, generator, store, interrupts)
+            result = _process(conn, job, rows, generator, store, interrupts, Budget(max_cost_usd, generator.cost),
+                              log)
         finally:
             if not conn.broken:
                 unlock_job(conn, job.id)
@@ -134,7 +149,7 @@ def generate_conversations(
 
 
 def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationStore,
-             interrupts: DeferredInterrupts) -> GenerationResult:
+             interrupts: DeferredInterrupts, budget: Budget, log: Callable[[str], None]) -> GenerationResult:
     estimated = _estimate(conn, job.id, rows, generator)
     start_job(conn, job.id)
     fault_point("started")
@@ -144,8 +159,10 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     if (stop_on_failure and job.failed_before) or interrupts.interrupted:
         halt.set()
     waits = generator.waits or store.remote  # on the network: threads overlap the waits
-    workers = _Workers(job.settings.concurrent_processing if waits else 1,  # a bound, not a quota
-                       _Producer(job, rows, generator, store, halt, stop_on_failure))
+    batched = getattr(generator, "batched", False)  # message batches: the API does the work, no thread waits on it
+    producer = _Producer(job, rows, generator, store, halt, stop_on_failure, budget)
+    workers = _Workers(0 if batched else job.settings.concurrent_processing if waits else 1,  # a bound, not a quota
+                       producer)
     insert = ConversationInsert.for_table(conn, owner=job.settings.owner, status=job.settings.conversation_status,
                                           bucket=store.bucket)
     interrupt, exhausted, cancelled = None, False, False  # interrupt: one raised rather than deferred
@@ -154,7 +171,12 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     preview_path = None
     started = time.monotonic()
     try:
-        while True:
+        if batched:  # the Message Batches API takes the items instead of the threads below
+            tally = process_in_batches(conn, job, producer, generator, budget, insert,
+                                       stop_on_failure=stop_on_failure, log=log)
+            processed, succeeded, usage, preview_path = tally.processed, tally.succeeded, tally.usage, tally.preview_path
+            interrupt, cancelled = tally.interrupt, tally.cancelled
+        while not batched:
             try:
                 draining = interrupt is not None or interrupts.interrupted
                 if draining:  # what was handed out is all back once the threads have ended
@@ -205,10 +227,15 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
     workers.stop()
     stopped = stop_on_failure and (job.failed_before + processed - succeeded) > 0
     fault_point("finishing")
+    left_queued = 0
     if interrupt is not None or interrupts.interrupted:
         status = requeue_job(conn, job.id)  # the next run resumes it; a job cancelled meanwhile stays cancelled
         if interrupt is not None:
             raise interrupt
+    elif budget.reached and not (stopped or cancelled):
+        status = requeue_job(conn, job.id)  # what the budget kept from starting waits for a later run
+        left_queued = job_summary(conn, job.id)["items_by_status"].get("queued", 0)
+        log(f"{budget.describe()}: {left_queued} item(s) left queued for a later run (not failures)")
     else:
         # A file no row points at comes only from a run that died after writing it (its job is then resumed) or
         # from a write that failed half way (its item failed); otherwise every file written has its row.
@@ -228,6 +255,8 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
         preview=store.read(preview_path) if preview_path else None,
         estimated_usage=estimated,
         usage=usage,
+        budget=budget if budget.max_cost_usd is not None else None,
+        items_left_queued=left_queued,
     )
 
 
@@ -331,20 +360,29 @@ class _Producer:
     that item (and halts under 'stop')."""
 
     def __init__(self, job: BatchJob, rows: JobRows, generator: ConversationGenerator, store: ConversationStore,
-                 halt: threading.Event, stop_on_failure: bool):
+                 halt: threading.Event, stop_on_failure: bool, budget: Budget):
         self.job_id, self.owner = str(job.id), job.settings.owner
         self.rows, self.generator, self.store = rows, generator, store
-        self.halt, self.stop_on_failure = halt, stop_on_failure
+        self.halt, self.stop_on_failure, self.budget = halt, stop_on_failure, budget
 
     def __call__(self, item: Item) -> Outcome | None:
-        """None when the job halted before the item started: it stays claimed until the job cancels it."""
+        """None when the job halted, or the budget closed, before the item started: it stays claimed until the job
+        cancels or requeues it."""
         if self.halt.is_set():
             return None
+        return self.produce(item, self._generate_within_budget)
+
+    def request(self, item: Item) -> ConversationRequest:
+        """What the item asks of the generator; KeyError when a row it was made from is gone."""
+        return _request(item, self.rows)
+
+    def produce(self, item: Item, generate: Callable[[ConversationRequest], GeneratedConversation]) -> Outcome | None:
+        """The item's outcome: its conversation from `generate`, checked and stored, or the reason it has none."""
         p = item.parameters
         generated = None
         try:
             request = _request(item, self.rows)
-            generated = self.generator.generate(request)
+            generated = generate(request)
             _check_turns(generated)
             conversation_id = conversation_of(item.id)
             document = conversation_document(
@@ -356,6 +394,9 @@ class _Producer:
             key = file_key(self.owner, conversation_id)
             size = self.store.write(key, document, raw=generated.raw)
             fault_point("written")  # the file is stored, its item not yet completed
+        except _OverBudget:
+            self.halt.set()
+            return None
         except Exception as exc:
             if self.stop_on_failure:
                 self.halt.set()
@@ -385,10 +426,29 @@ class _Producer:
             file_size=size,
         ), usage=generated.usage)
 
+    def _generate_within_budget(self, request: ConversationRequest) -> GeneratedConversation:
+        reserved = self.budget.reserve(self.generator.estimate_usage(request))
+        if reserved is None:
+            raise _OverBudget
+        billed = None
+        try:
+            generated = self.generator.generate(request)
+            billed = generated.usage
+            return generated
+        except GenerationError as exc:
+            billed = exc.usage
+            raise
+        finally:
+            self.budget.settle(reserved, billed)
+
 
 def conversation_of(item_id: UUID) -> UUID:
     """An item's conversation id, stable across retries: a rewritten file replaces the same key."""
     return uuid5(CONVERSATION_NAMESPACE, str(item_id))
+
+
+class _OverBudget(Exception):
+    """The item would take the run past its budget: it does not start."""
 
 
 def _request(item: Item, rows: JobRows) -> ConversationRequest:

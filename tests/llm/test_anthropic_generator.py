@@ -6,6 +6,7 @@ import socket
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
+import anthropic._base_client
 import dagster as dg
 import psycopg
 import pytest
@@ -14,16 +15,17 @@ from assets.generation.batch import JobSettings
 from assets.generation.processing import generate_conversations
 from pipelines.demo import DEMO_DIR
 import resources.anthropic_generator
+import resources.limits
 from resources.anthropic_generator import (
     AnthropicGenerationError,
     AnthropicGenerator,
     InvalidReply,
-    RateLimiter,
     parse_conversation,
     render_prompt,
     shared_limiter,
 )
 from resources.generators import GENERATORS, ConversationRequest, GenerationError, Usage
+from resources.limits import RateLimiter
 from tests.generation.conftest import fixed_db, fixed_template, store  # noqa: F401 (fixtures: a fixed database, a store)
 from tests.llm.fake_anthropic import (
     MALFORMED,
@@ -64,6 +66,8 @@ def clock(monkeypatch, fake) -> VirtualClock:
     """The generator's waits (backoff, retry-after, rate limits) on a virtual clock the fake server also reads."""
     virtual = VirtualClock()
     monkeypatch.setattr(resources.anthropic_generator, "time", virtual)
+    monkeypatch.setattr(resources.limits, "time", virtual)
+    monkeypatch.setattr(anthropic._base_client, "time", virtual)  # the SDK's own backoff and retry-after waits
     fake.clock = virtual.monotonic
     return virtual
 
@@ -74,8 +78,7 @@ def generator_for(fake):
     made = []
 
     def make(**config) -> AnthropicGenerator:
-        defaults = dict(api_key=KEY, base_url=fake.url, requests_per_minute=None, timeout_s=5.0,
-                        backoff_base_s=0.05, backoff_cap_s=0.2)
+        defaults = dict(api_key=KEY, base_url=fake.url, requests_per_minute=None, timeout_s=5.0)
         made.append(AnthropicGenerator(**(defaults | config)))
         return made[-1]
 
@@ -124,23 +127,23 @@ def test_rows_with_only_some_columns_still_make_a_prompt_and_a_conversation(fake
 def test_a_429_waits_for_its_retry_after_then_succeeds(fake, generator_for, clock, caplog):
     caplog.set_level(logging.WARNING, logger="resources.anthropic_generator")
     fake.script(rate_limited(retry_after="1"))
-    conversation = generator_for(backoff_base_s=0.01).generate(request())
+    conversation = generator_for().generate(request())
 
     [waited] = clock.sleeps  # the retry-after (plus at most 10%), not the 10 ms backoff; nothing waited after it
     assert 1.0 <= waited <= 1.1
     first, second = fake.requests
     assert second.arrived - first.arrived == pytest.approx(waited)
     assert conversation.usage.requests == 2 and conversation.usage.replies == 1
-    assert "HTTP 429 rate_limit_error: Number of request tokens" in caplog.text and "retry 1 of 4" in caplog.text
+    assert "HTTP 429 rate_limit_error: Number of request tokens" in caplog.text and "(attempt 1 of 5)" in caplog.text
 
 
 def test_529_and_500_back_off_exponentially_then_succeed(fake, generator_for, clock):
     fake.script(overloaded(), server_error())
-    conversation = generator_for(backoff_base_s=0.2, backoff_cap_s=5).generate(request())
+    conversation = generator_for().generate(request())
 
-    first, second = clock.sleeps
-    assert 0.1 <= first <= 0.2  # 0.2 s, jittered down to half at most
-    assert 0.2 <= second <= 0.4  # doubled
+    first, second = clock.sleeps  # the SDK's backoff: 0.5 s doubling, jittered down by at most a quarter
+    assert 0.375 <= first <= 0.5
+    assert 0.75 <= second <= 1.0
     assert len(fake.requests) == 3
     assert conversation.usage.requests == 3 and conversation.usage.replies == 1
 
@@ -177,7 +180,7 @@ def test_connection_errors_are_retried_then_reported():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     generator = AnthropicGenerator(api_key=KEY, base_url=f"http://127.0.0.1:{port}", requests_per_minute=None,
-                                   max_retries=2, backoff_base_s=0.01)
+                                   max_retries=2)
     with pytest.raises(AnthropicGenerationError, match=r"^connection failed: .+\(gave up after 3 attempts\)$") as failed:
         generator.generate(request())
     assert failed.value.usage == Usage(requests=3)
@@ -212,32 +215,39 @@ def test_requests_per_minute_spread_calls_across_threads_and_generators(fake, ge
 
 
 def test_requests_per_minute_space_calls_evenly_after_the_first_second_s_worth(clock):
-    limiter = RateLimiter(requests_per_minute=240, tokens_per_minute=None)  # 4 a second, a bucket of 4
+    limiter = RateLimiter(240, None, None)  # 4 a second, a bucket of 4
     granted = []
     for _ in range(8):
-        limiter.acquire(1)
+        limiter.acquire(1, 1)
         granted.append(clock.monotonic())
     assert [round(t - granted[0], 6) for t in granted] == [0, 0, 0, 0, 0.25, 0.5, 0.75, 1.0]
 
 
 def test_generators_of_one_api_and_model_share_one_limiter(fake):
-    assert shared_limiter(fake.url, "m", 240, None) is shared_limiter(fake.url, "m", 240, None)
-    assert shared_limiter(fake.url, "m", 240, None) is not shared_limiter(fake.url, "other", 240, None)
+    assert shared_limiter(fake.url, "m", 240, None, None) is shared_limiter(fake.url, "m", 240, None, None)
+    assert shared_limiter(fake.url, "m", 240, None, None) is not shared_limiter(fake.url, "other", 240, None, None)
 
 
-def test_tokens_per_minute_charge_what_the_api_counted(clock):
-    limiter = RateLimiter(requests_per_minute=None, tokens_per_minute=600)  # 10 a second, a bucket of 10
-    assert limiter.acquire(5) == 0
-    limiter.settle(reserved=5, used=15)  # the reply was bigger than the reservation: 10 more taken
-    assert limiter.acquire(5) == pytest.approx(1.0)  # from -5 back up to 5 at 10 a second
+def test_output_tokens_per_minute_charge_what_the_api_counted(clock):
+    limiter = RateLimiter(None, None, 600)  # output: 10 a second, a bucket of 10
+    assert limiter.acquire(1000, 5) == 0  # input tokens are not limited
+    limiter.settle(reserved=(1000, 5), used=(1000, 15))  # the reply was bigger than the reservation: 10 more taken
+    assert limiter.acquire(0, 5) == pytest.approx(1.0)  # from -5 back up to 5 at 10 a second
     assert sum(clock.sleeps) == pytest.approx(1.0)
 
 
+def test_input_tokens_are_limited_apart_from_output_tokens(clock):
+    limiter = RateLimiter(None, 600, 6000)
+    limiter.acquire(10, 10)
+    assert limiter.acquire(0, 90) == 0  # the output bucket (100 a second) still has room
+    assert limiter.acquire(10, 0) == pytest.approx(1.0)  # the input bucket waits a second for its 10
+
+
 def test_a_retry_after_pauses_every_caller(clock):
-    limiter = RateLimiter(requests_per_minute=None, tokens_per_minute=None)
+    limiter = RateLimiter(None, None, None)
     limiter.pause(0.3)
-    assert limiter.acquire(1) == pytest.approx(0.3) and clock.sleeps == [pytest.approx(0.3)]
-    assert limiter.acquire(1) == 0  # the pause is over
+    assert limiter.acquire(1, 1) == pytest.approx(0.3) and clock.sleeps == [pytest.approx(0.3)]
+    assert limiter.acquire(1, 1) == 0  # the pause is over
 
 
 @pytest.mark.parametrize("flaw, reason", [

@@ -88,13 +88,18 @@ def test_run_generates_a_topic_end_to_end_and_the_key_is_nowhere(legacy_db, fake
              for p in folder.rglob("*") if p.is_file()}
     assert [where for where, text in seen.items() if KEY in text] == []
     # What was searched holds what was written: the metadata, the generator's warnings, the SDK's debug logging.
-    assert "cost_usd" in stored and "retry 1 of 4" in stored and "invalid reply 1 of 2" in stored
+    assert "cost_usd" in stored and "(attempt 1 of 5)" in stored and "invalid reply 1 of 2" in stored
     assert "Request options" in done.stderr
 
 
 @pytest.mark.parametrize("args, environment, error", [
     (["--generator", "anthropic"], {}, "--generator anthropic needs the API key in ANTHROPIC_API_KEY"),
     (["--model", "claude-haiku-4-5"], {"ANTHROPIC_API_KEY": KEY}, "--model is for --generator anthropic"),
+    (["--batch"], {"ANTHROPIC_API_KEY": KEY}, "--batch is for --generator anthropic"),
+    (["--max-cost-usd", "0"], {}, "--max-cost-usd must be more than 0"),
+    (["--topics-per-run", "2"], {}, "--topics-per-run takes a number of at least 1, with --submit"),
+    (["--submit"], {}, "--submit needs an instance that queues runs (run_coordinator: QueuedRunCoordinator, as in "
+                       "deploy/dagster.yaml) and a running dagster-daemon"),
 ])
 def test_refusals_before_anything_runs(legacy_db, tmp_path, monkeypatch, capsys, args, environment, error):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)

@@ -24,6 +24,9 @@ class VirtualClock:
         with self._lock:
             return self._epoch + self._now
 
+    def time_ns(self) -> int:
+        return int(self.time() * 1e9)
+
     def sleep(self, seconds: float) -> None:
         with self._lock:
             self.sleeps.append(seconds)

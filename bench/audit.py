@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import psycopg
 
-from assets.audit.asset import CONTRACT
+from assets.audit.contract import CONTRACT
 from assets.audit.findings import run_audit
 from bench.common import Server, median, timed
 

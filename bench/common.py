@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from assets.audit.asset import CONTRACT
+from assets.audit.contract import CONTRACT
 from assets.migration.execute import migrate
 from assets.generation.owner import OWNER_ENV
 from pipelines.demo import DEMO_DIR, DEMO_OWNER, insert_catalog_rows, load_demo_database

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 
-from assets.audit.asset import CONTRACT
+from assets.audit.contract import CONTRACT
 from assets.migration.execute import migrate
 from bench.common import Server, timed
 from bench.lockprobe import LockProbe

@@ -34,7 +34,7 @@ from assets.generation.processing import generate_conversations
 from bench.common import Server, median, timed, topic_keys
 from pipelines.definitions import defs
 from pipelines.local_instance import LOCAL_INSTANCE_CONFIG
-from pipelines.partitions import topics as topic_partitions
+from assets.partitions import topics as topic_partitions
 from resources.conversation_store import ConversationStore
 from resources.database import TargetDatabase
 from resources.generators import TemplateGenerator

@@ -228,9 +228,9 @@ def _submit(instance, job_name: str, args: argparse.Namespace, tags: dict, setti
     """Queue one run per --topics-per-run topics of the selected range; the daemon launches them."""
     import dagster as dg
 
-    from pipelines.partitions import topics
+    from assets.partitions import topics
     from pipelines.submit import run_config, runs_at_once, shared_limits, submit_runs
-    from resources.generators import GENERATORS
+    from resources.generator_choice import GENERATORS
 
     order = instance.get_dynamic_partitions(topics.name)
     first, last = order.index(tags["dagster/asset_partition_range_start"]), order.index(
@@ -254,7 +254,7 @@ ANTHROPIC_FLAGS = ("model", "requests_per_minute", "input_tokens_per_minute", "o
 def _generator_settings(args: argparse.Namespace) -> dict:
     """The generator's settings given as flags. The Anthropic generator's API key is never one: it stays an
     EnvVar (Dagster records only the name) read from ANTHROPIC_API_KEY, and the SDK reads ANTHROPIC_BASE_URL."""
-    from resources.generators import GENERATORS
+    from resources.generator_choice import GENERATORS
 
     if args.generator not in GENERATORS:
         raise CannotRun(f"unknown generator {args.generator!r}: choose {' or '.join(sorted(GENERATORS))}")
@@ -271,7 +271,7 @@ def _generator_settings(args: argparse.Namespace) -> dict:
 
 def _owner(database, owner: str | None) -> str:
     """The run's owner (--owner, else $BULKGEN_OWNER), refused before anything runs when it cannot be written."""
-    from assets.audit.asset import CONTRACT
+    from assets.audit.contract import CONTRACT
     from assets.generation.owner import OwnerRefused, default_owner, ensure_owner
 
     with database.connection(autocommit=True) as conn:
@@ -316,11 +316,11 @@ def _submit_on_topics(database, requested: list[str] | None, job_name: str, args
 
 def _topic_range(instance, home: Path, hold, database, requested: list[str] | None, *, gate_first: bool) -> dict:
     """Run tags for one partition range over the selected active topics (None: all); refusals raise CannotRun."""
-    from assets.audit.asset import CONTRACT
+    from assets.audit.contract import CONTRACT
     from assets.generation.batch import JobSettings, written_values
     from assets.generation.gate import GateClosed, ensure_gate_open
     from pipelines.local_instance import instance_changes
-    from pipelines.partitions import (
+    from assets.partitions import (
         TopicSelectionError,
         add_topic_partitions,
         contiguous_range,
@@ -350,7 +350,7 @@ def _execute(instance, job_name: str, generator: str, *, tags: dict[str, str], o
              settings: dict | None = None, new_batch: bool = False, max_cost_usd: float | None = None):
     from pipelines.definitions import defs
     from resources.database import target_database
-    from resources.generators import GENERATORS
+    from resources.generator_choice import GENERATORS
 
     return defs.resolve_job_def(job_name).execute_in_process(
         instance=instance,
@@ -400,7 +400,7 @@ def _cancel_message_batches(conn, job_id) -> None:
     """A cancelled job's message batches would still be billed: cancel those not yet recorded (a run processing
     the job cancels them itself; this is for a job no live run holds)."""
     from assets.generation.message_batches import cancel_job_batches, recorded_batches
-    from resources.generators import GENERATORS
+    from resources.generator_choice import GENERATORS
 
     if not recorded_batches(conn, job_id):
         return
@@ -451,7 +451,7 @@ def migrate(args: argparse.Namespace, database) -> int:
     from assets.migration.execute import MigrationFailed, operator, outcome_text
     from assets.migration.execute import migrate as run_migration
     from assets.migration.plan import MigrationSettings, MissingPrivileges, PlanError
-    from pipelines.one_line import one_line
+    from assets.one_line import one_line
 
     contract = load_contract(args.contract)
     with database.connection(autocommit=True) as conn:
@@ -495,13 +495,13 @@ def demo(args: argparse.Namespace, database) -> int:
     print(f"== Dagster run {result.run_id} ({'success' if result.success else 'FAILED'}), DAGSTER_HOME={home}")
     for mat in result.asset_materializations_for_node("schema_audit"):
         print(f"\n-- schema_audit\n{mat.metadata['findings'].value}")
-    for mat in result.asset_materializations_for_node("batch_jobs_status_constraint"):
-        print(f"\n-- batch_jobs_status_constraint\n   {mat.metadata['outcome'].value}")
+    for mat in result.asset_materializations_for_node("value_set_constraints"):
+        print(f"\n-- value_set_constraints\n   {mat.metadata['outcome'].value}")
         print(f"   rows remapped: {mat.metadata['rows_remapped'].value}")
         print(f"\nbefore:\n{mat.metadata['constraints_before'].value}\n\nafter:\n{mat.metadata['constraints_after'].value}")
     evaluations = result.get_asset_check_evaluations()
     verification = [e for e in evaluations if e.asset_key == dg.AssetKey("generation_verification")]
-    print("\n-- asset checks (the audit's ran before the fix and again after it; accepts_code_statuses after it)")
+    print("\n-- asset checks (the audit's ran before the fix and again after it; accepts_code_values after it)")
     for evaluation in evaluations:
         if evaluation.asset_key != dg.AssetKey("generation_verification"):
             when = f"  ({evaluation.metadata['evaluated'].value})" if "evaluated" in evaluation.metadata else ""
@@ -598,14 +598,14 @@ def _signals_received() -> Iterator[Callable[[], list[int]]]:
 
 
 def _interrupted(exc: Interrupted) -> int:
-    from pipelines.one_line import one_line
+    from assets.one_line import one_line
 
     print(f"bulkgen: interrupted by {signal.Signals(exc.signum).name}: {one_line(str(exc))}", file=sys.stderr)
     return EXIT_SIGNALLED + exc.signum
 
 
 def _fail(message: str) -> int:
-    from pipelines.one_line import one_line
+    from assets.one_line import one_line
 
     print(f"bulkgen: error: {one_line(message)}", file=sys.stderr)
     return EXIT_CANNOT_RUN

@@ -10,7 +10,7 @@ audit_job = dg.define_asset_job(
 
 fix_job = dg.define_asset_job(
     "fix_job",
-    selection=dg.AssetSelection.assets("schema_audit", "batch_jobs_status_constraint"),
+    selection=dg.AssetSelection.assets("schema_audit", "value_set_constraints"),
     executor_def=dg.in_process_executor,  # two short steps: a subprocess each would only add seconds
     description="Audit, then fix the status constraints the audit finds refusing code values (safe, idempotent).",
 )
@@ -33,7 +33,7 @@ verified_generation_job = dg.define_asset_job(
 chain_job = dg.define_asset_job(
     "chain_job",
     selection=dg.AssetSelection.assets(
-        "schema_audit", "batch_jobs_status_constraint", "topic_conversations", "generation_verification"
+        "schema_audit", "value_set_constraints", "topic_conversations", "generation_verification"
     ),
     executor_def=dg.in_process_executor,
     description="Audit, fix, generate and verify for the selected topics in one run: generation only after the "

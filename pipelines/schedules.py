@@ -5,7 +5,7 @@ import os
 import dagster as dg
 
 from pipelines.jobs import audit_job, verified_generation_job
-from pipelines.partitions import active_topics, add_topic_partitions, selection_range
+from assets.partitions import active_topics, add_topic_partitions, selection_range
 from resources.database import TargetDatabase
 
 TIMEZONE = os.environ.get("BULKGEN_TIMEZONE", "UTC")

@@ -4,13 +4,15 @@ import json
 
 import dagster as dg
 
-from assets.audit.asset import CONTRACT, app_source
+from assets.audit.contract import CONTRACT
+
+from assets.audit.asset import app_source
 from assets.audit.code_contract import extract_code_contract
 from assets.audit.deploys import DeployState, read_deploy_state
 from assets.generation.asset import run_label
 from assets.generation.batch import release_run_jobs
 from pipelines.jobs import audit_job
-from pipelines.partitions import active_topics, topics
+from assets.partitions import active_topics, topics
 from resources.database import TargetDatabase
 
 

@@ -40,7 +40,6 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from resources.generators import (
-    GENERATORS,
     ConversationGenerator,
     ConversationRequest,
     GeneratedConversation,
@@ -358,9 +357,6 @@ class AnthropicGenerator(ConversationGenerator):
         """A proxy may echo the key in an error body; it must not reach our messages."""
         key = self._key()
         return text.replace(key, "[redacted]") if key else text
-
-
-GENERATORS["anthropic"] = AnthropicGenerator
 
 
 def render_prompt(request: ConversationRequest) -> tuple[str, str]:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from resources.generators import GENERATORS
+from resources.anthropic_generator import AnthropicGenerator
+from resources.generators import ConversationGenerator, TemplateGenerator
+
+# Every generator a run can name, by name: the one registry (the CLI's --generator and run config's `kind`).
+GENERATORS: dict[str, type[ConversationGenerator]] = {"template": TemplateGenerator, "anthropic": AnthropicGenerator}
 
 
 def generator_from_config(config: dict):

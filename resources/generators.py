@@ -142,7 +142,6 @@ class TemplateGenerator(ConversationGenerator):
         return GeneratedConversation(turns=turns, total_tokens=sum(_tokens(t["content"]) for t in turns))
 
 
-GENERATORS: dict[str, type[ConversationGenerator]] = {"template": TemplateGenerator}
 
 
 def _template_turns(rng: random.Random, persona: Mapping, arc: Mapping, topic: Mapping,
@@ -339,6 +338,3 @@ def _tokens(text: str) -> int:
     """The usual estimate of about four characters per token, for generators without a tokenizer."""
     return max(1, round(len(text) / 4))
 
-
-# The LLM generator builds on the classes above and adds itself to GENERATORS as "anthropic".
-import resources.anthropic_generator  # noqa: E402,F401

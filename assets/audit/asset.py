@@ -9,7 +9,7 @@ from pydantic import Field
 
 from assets.audit.code_audit import bounded_by_code, with_code_evidence
 from assets.audit.code_contract import extract_code_contract
-from assets.audit.contract import Contract, load_contract
+from assets.audit.contract import CONTRACT, Contract
 from assets.audit.findings import (
     FINDING_FIELDS,
     Finding,
@@ -20,7 +20,6 @@ from assets.audit.findings import (
 )
 from resources.database import TargetDatabase
 
-CONTRACT: Contract = load_contract()
 COLUMNS_CHECK = "contracted_columns_present"
 APP_SOURCE_ENV = "BULKGEN_APP_SOURCE"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.one_line import one_line
+from assets.one_line import one_line
 
 DEFAULT_CONTRACT = files("contracts") / "bulkgen.yaml"
 
@@ -161,3 +161,6 @@ def _reject_unknown(mapping: dict, allowed: set[str], where: str, fail) -> None:
 
 def _is_name(value: object) -> bool:
     return isinstance(value, str) and bool(value.strip()) and "\x00" not in value
+
+
+CONTRACT: Contract = load_contract()  # the contract the code location runs by, loaded once for every asset and command

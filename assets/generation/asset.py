@@ -16,13 +16,13 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from assets.audit.asset import CONTRACT
+from assets.audit.contract import CONTRACT
 from assets.generation.batch import CONVERSATION_STATUS, JobSettings, written_values
 from assets.generation.gate import ensure_gate_open
 from assets.generation.owner import default_owner, ensure_owner
 from assets.generation.processing import GenerationResult, generate_conversations
-from assets.migration.asset import batch_jobs_status_constraint
-from pipelines.partitions import select_topics, topics
+from assets.migration.asset import value_set_constraints
+from assets.partitions import select_topics, topics
 from resources.conversation_store import ConversationStore
 from resources.database import DatabaseUnavailable, TargetDatabase, connection_lost
 from resources.generators import ConversationGenerator
@@ -66,7 +66,7 @@ with warnings.catch_warnings():
     _topic_conversations_asset = dg.asset(
         partitions_def=topics,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        deps=[batch_jobs_status_constraint],
+        deps=[value_set_constraints],
         group_name="generation",
         kinds={"postgres", "python"},
         automation_condition=AUTOMATION,

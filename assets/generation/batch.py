@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb, set_json_loads
 
 from assets.generation.owner import default_owner, owner_columns, parse_owner
 from assets.generation.scaffolding import BASE_TIER, EDGE_TIER, Scaffolding, item_tier
-from pipelines.partitions import topic_partition_key
+from assets.partitions import topic_partition_key
 from resources.generators import Usage
 
 JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")

@@ -40,16 +40,12 @@ class GateClosed(RuntimeError):
 def database_refusals(
     conn: psycopg.Connection, contract: Contract, writes: dict[tuple[str, str], tuple[str, ...]]
 ) -> list[str]:
-    """One line per problem with the live schema, in a read-only transaction that is rolled back."""
-    problems = []
-    for (table, column), values in writes.items():
-        foreign = [v for v in values if v not in (contract.table(table).column(column).values or ())]
-        if foreign:
-            problems.append(
-                f"{table}.{column}: generation would write {_quote(foreign)}, which the contract does not list")
+    """One line per problem with the live schema: a missing table or column, a lacking privilege, a refused
+    value (read-only, rolled back)."""
     with conn.transaction(force_rollback=True):
         conn.execute("SET TRANSACTION READ ONLY")
         live = read_catalog(conn, contract)
+        problems = []
         for table in WRITTEN_TABLES:
             if table not in live:
                 problems.append(f"table {contract.schema}.{table} is missing")
@@ -59,6 +55,23 @@ def database_refusals(
             if missing:
                 problems.append(f"{table} lacks column(s) {', '.join(missing)}")
         problems += privilege_refusals(conn, contract.schema, [t for t in PRIVILEGES if t in live])
+    return problems + value_refusals(conn, contract, writes)
+
+
+def value_refusals(
+    conn: psycopg.Connection, contract: Contract, writes: dict[tuple[str, str], tuple[str, ...]]
+) -> list[str]:
+    """One line per value of `writes` the contract does not list or the live column refuses, judged as
+    PostgreSQL judges an INSERT (read-only, rolled back); a column the table lacks is not judged here."""
+    problems = []
+    for (table, column), values in writes.items():
+        foreign = [v for v in values if v not in (contract.table(table).column(column).values or ())]
+        if foreign:
+            problems.append(
+                f"{table}.{column}: generation would write {_quote(foreign)}, which the contract does not list")
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET TRANSACTION READ ONLY")
+        live = read_catalog(conn, contract)
         for (table, column), values in writes.items():
             if table not in live or column not in live[table].columns:
                 continue
@@ -97,7 +110,7 @@ def fix_record(conn: psycopg.Connection, contract: Contract) -> tuple[str | None
         return f"the fix cannot run: {'; '.join(plan.errors)}", record
     if plan.steps:
         return (f"the database owes the fix (plan {plan.hash}: {plan.describe()}; {record}): apply it with "
-                "`bulkgen migrate` or the batch_jobs_status_constraint asset"), record
+                "`bulkgen migrate` or the value_set_constraints asset"), record
     return None, record
 
 

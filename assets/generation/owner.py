@@ -9,13 +9,12 @@ written when it is not a UUID, or when an owner column's foreign key points at a
 from __future__ import annotations
 
 import os
-from functools import cache
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
 
-from assets.audit.contract import Contract, load_contract
+from assets.audit.contract import CONTRACT, Contract
 
 OWNER_ENV = "BULKGEN_OWNER"
 
@@ -56,12 +55,7 @@ def default_owner() -> str | None:
 
 def owner_columns(table: str) -> list[str]:
     """The columns of `table` the contract (generation's own) names as holding the owner."""
-    return [c.name for t, c in _contract().owner_columns() if t.name == table]
-
-
-@cache
-def _contract() -> Contract:
-    return load_contract()
+    return [c.name for t, c in CONTRACT.owner_columns() if t.name == table]
 
 
 def owner_refusals(conn: psycopg.Connection, contract: Contract, owner: UUID) -> list[str]:

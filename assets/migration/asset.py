@@ -1,7 +1,7 @@
-"""The `batch_jobs_status_constraint` asset: the live status constraints, fixed to accept what the code writes.
+"""The `value_set_constraints` asset: the live status constraints, fixed to accept what the code writes.
 
 Thin over `plan` and `execute`: materializing applies the plan (or, with `dry_run`, only shows
-it); the blocking check `accepts_code_statuses` judges the live constraints again with the
+it); the blocking check `accepts_code_values` judges the live constraints again with the
 audit's own evaluation, so generation downstream never runs on a schema that refuses it.
 After a fix the audit's own checks are evaluated again, in the same run, so that the audit's
 latest check results show the schema as the fix left it, never a fixed schema in red.
@@ -18,7 +18,9 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 )
 from pydantic import Field, create_model
 
-from assets.audit.asset import CONTRACT, check_results, schema_audit
+from assets.audit.contract import CONTRACT
+
+from assets.audit.asset import check_results, schema_audit
 from assets.audit.findings import run_audit
 from assets.migration.execute import MigrationFailed, Outcome, migrate, operator
 from assets.migration.model import PlanError
@@ -37,7 +39,7 @@ def _config_field(setting: Field_) -> tuple:
     return get_type_hints(MigrationSettings)[setting.name], Field(default=default, description=description)
 
 
-class StatusConstraintConfig(create_model("_MigrationSettingsConfig", __base__=dg.Config, **{f.name: _config_field(f) for f in fields(MigrationSettings)})):
+class ValueSetConstraintsConfig(create_model("_MigrationSettingsConfig", __base__=dg.Config, **{f.name: _config_field(f) for f in fields(MigrationSettings)})):
     dry_run: bool = Field(default=False, description="Only show the plan and its exact SQL; write nothing.")
 
     def settings(self) -> MigrationSettings:
@@ -53,8 +55,8 @@ class StatusConstraintConfig(create_model("_MigrationSettingsConfig", __base__=d
     "changed safely so that it accepts exactly the values the code writes (legacy rows remapped first). "
     "Planned from the audit; a no-op when nothing refuses.",
 )
-def batch_jobs_status_constraint(
-    context: dg.AssetExecutionContext, config: StatusConstraintConfig, database: TargetDatabase
+def value_set_constraints(
+    context: dg.AssetExecutionContext, config: ValueSetConstraintsConfig, database: TargetDatabase
 ) -> dg.MaterializeResult:
     with database.connection(autocommit=True) as conn:
         try:
@@ -86,17 +88,17 @@ def audit_checks_again(context: dg.AssetExecutionContext, findings) -> None:
         context.log_event(dg.AssetCheckEvaluation(
             asset_key=schema_audit.key, check_name=result.check_name, passed=result.passed,
             severity=result.severity, target_materialization_data=target,
-            metadata={**result.metadata, "evaluated": f"after {batch_jobs_status_constraint.key.to_user_string()}"},
+            metadata={**result.metadata, "evaluated": f"after {value_set_constraints.key.to_user_string()}"},
         ))
 
 
 @dg.asset_check(
-    asset=batch_jobs_status_constraint,
+    asset=value_set_constraints,
     blocking=True,
     description="The live CHECK constraints accept every value the code writes to each contracted value-set "
     "column, judged as the audit judges them (each constraint's own expression evaluated on each value).",
 )
-def accepts_code_statuses(database: TargetDatabase) -> dg.AssetCheckResult:
+def accepts_code_values(database: TargetDatabase) -> dg.AssetCheckResult:
     with database.connection() as conn:
         findings = run_audit(conn, CONTRACT)
     columns = {(t.name, c.name) for t, c in CONTRACT.value_set_columns()}

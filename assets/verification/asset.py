@@ -9,10 +9,10 @@ import warnings
 
 import dagster as dg
 
-from assets.audit.asset import CONTRACT
+from assets.audit.contract import CONTRACT
 from assets.generation.asset import run_label, topic_conversations
 from assets.verification.checks import CHECKS, Verdict, verify_topics
-from pipelines.partitions import select_topics, topics
+from assets.partitions import select_topics, topics
 from resources.conversation_store import ConversationStore
 from resources.database import TargetDatabase
 
@@ -28,7 +28,7 @@ with warnings.catch_warnings():
         group_name="verification",
         kinds={"postgres"},
         check_specs=[dg.AssetCheckSpec(name, asset="generation_verification", description=text)
-                     for name, text in CHECKS.items()],
+                     for name, (text, _) in CHECKS.items()],
         # Re-verify a topic whenever its conversations update (in the same run when both are requested).
         automation_condition=dg.AutomationCondition.eager(),
         description="The invariants a generation run must leave behind, checked on the latest batch job of each "

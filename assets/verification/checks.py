@@ -8,6 +8,7 @@ evaluation of each CHECK on each status the code writes. Nothing here writes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -19,22 +20,20 @@ from psycopg.rows import dict_row
 from assets.audit.contract import Contract
 from assets.generation.batch import JobSettings, written_values
 from assets.generation.conversation_file import InvalidConversationFile, validate_document
-from assets.generation.gate import database_refusals
+from assets.generation.gate import value_refusals
 from resources.conversation_store import ConversationStore
 
 QUERIES = Path(__file__).resolve().parent / "queries"
 
-CHECKS = {  # check name -> what it proves
-    "statuses_accepted": "The live constraints accept every status the code writes (batch jobs, items, conversations) "
-    "(each CHECK's own expression evaluated on each value, as the audit judges it).",
-    "counters_match_items": "Each job's counters match its items: total_items = items, completed_items = completed "
-    "+ failed, successful_items = completed ≤ completed_items, failed_items = failed.",
-    "completed_items_have_conversations": "Every completed item points at an existing conversation whose file "
-    "exists in the conversation store and is valid against the app's conversation file schema.",
-    "nothing_left_processing": "No item is left `processing`, and no job is `processing` without a live Dagster run.",
-    "items_per_topic": "Each topic of a job has one item per active persona × active emotional arc.",
-    "no_duplicate_items": "No job holds the same (topic, persona, arc) twice.",
-}
+CHECKS: dict[str, tuple[str, Callable[[Scope], Verdict]]] = {}  # name -> (what it proves, how), in order
+
+
+def check(proves: str):
+    """Register a check under its function's name: a new check is its query file and one decorated function."""
+    def register(fn: Callable[[Scope], Verdict]) -> Callable[[Scope], Verdict]:
+        CHECKS[fn.__name__] = (proves, fn)
+        return fn
+    return register
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,18 @@ class Verdict:
     passed: bool
     numbers: dict[str, int]  # what the check measured
     offending: list[dict] = field(default_factory=list)  # the rows that break it, ids as text
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the checks read: the batch jobs of the verified topics, in one read-only transaction."""
+
+    conn: psycopg.Connection
+    contract: Contract
+    jobs: list[UUID]
+    topics_without_job: list[str]
+    store: ConversationStore
+    live_runs: set[str]  # the labels (`run_label`) of the Dagster runs that have not finished
 
 
 @dataclass(frozen=True)
@@ -71,14 +82,8 @@ def verify_topics(
         by_topic = partition_jobs(conn, topic_keys)
         jobs = sorted(set(by_topic.values()))
         missing = [t for t in topic_keys if t not in by_topic]
-        verdicts = {
-            "statuses_accepted": statuses_accepted(conn, contract),
-            "counters_match_items": counters_match_items(conn, jobs),
-            "completed_items_have_conversations": completed_items_have_conversations(conn, jobs, store),
-            "nothing_left_processing": nothing_left_processing(conn, jobs, live_runs),
-            "items_per_topic": items_per_topic(conn, jobs, missing),
-            "no_duplicate_items": no_duplicate_items(conn, jobs),
-        }
+        scope = Scope(conn, contract, jobs, missing, store, live_runs)
+        verdicts = {name: run(scope) for name, (_, run) in CHECKS.items()}
     return Verification(jobs=jobs, topics_without_job=missing, verdicts=verdicts)
 
 
@@ -87,18 +92,22 @@ def partition_jobs(conn: psycopg.Connection, topic_keys: list[str]) -> dict[str,
     return dict(conn.execute(_query("partition_jobs"), {"topics": topic_keys}).fetchall())
 
 
-def statuses_accepted(conn: psycopg.Connection, contract: Contract) -> Verdict:
-    statuses = {column: values for column, values in written_values(JobSettings()).items() if column[1] == "status"}
-    problems = database_refusals(conn, contract, statuses)
+@check("The live constraints (CHECKs, enum types, domains, column types) accept every value the code writes into "
+       "an enum-like column of batch jobs, items and conversations, each judged as PostgreSQL judges an INSERT.")
+def code_values_accepted(scope: Scope) -> Verdict:
+    writes = written_values(JobSettings())
+    problems = value_refusals(scope.conn, scope.contract, writes)
     return Verdict(
         passed=not problems,
-        numbers={"columns": len(statuses), "values": sum(len(v) for v in statuses.values())},
+        numbers={"columns": len(writes), "values": sum(len(v) for v in writes.values())},
         offending=[{"problem": p} for p in problems],
     )
 
 
-def counters_match_items(conn: psycopg.Connection, jobs: list[UUID]) -> Verdict:
-    rows = _rows(conn, "counters", jobs)
+@check("Each job's counters match its items: total_items = items, completed_items = completed + failed, "
+       "successful_items = completed ≤ completed_items, failed_items = failed.")
+def counters_match_items(scope: Scope) -> Verdict:
+    rows = _rows(scope, "counters")
     offending = []
     for r in rows:
         wrong = [rule for rule, holds in [
@@ -118,11 +127,13 @@ def counters_match_items(conn: psycopg.Connection, jobs: list[UUID]) -> Verdict:
     )
 
 
-def completed_items_have_conversations(conn: psycopg.Connection, jobs: list[UUID], store: ConversationStore) -> Verdict:
-    rows = _rows(conn, "completed_items", jobs)
+@check("Every completed item points at an existing conversation whose file exists in the conversation store and "
+       "is valid against the app's conversation file schema.")
+def completed_items_have_conversations(scope: Scope) -> Verdict:
+    rows = _rows(scope, "completed_items")
     offending = []
     for r in rows:
-        if problem := _conversation_problem(r, store):
+        if problem := _conversation_problem(r, scope.store):
             offending.append({**_text(r), "problem": problem})
     return Verdict(passed=not offending, numbers={"completed_items": len(rows), "sound": len(rows) - len(offending)},
                    offending=offending)
@@ -148,10 +159,11 @@ def _conversation_problem(row: dict, store: ConversationStore) -> str | None:
     return None
 
 
-def nothing_left_processing(conn: psycopg.Connection, jobs: list[UUID], live_runs: set[str]) -> Verdict:
-    """A `processing` row is left behind unless its job is `processing` under one of the `live_runs`."""
-    rows = _rows(conn, "processing", jobs)
-    offending = [_text(r) for r in rows if not (r["job_status"] == "processing" and r["run"] in live_runs)]
+@check("No item is left `processing`, and no job is `processing` without a live Dagster run.")
+def nothing_left_processing(scope: Scope) -> Verdict:
+    """A `processing` row is left behind unless its job is `processing` under one of the live runs."""
+    rows = _rows(scope, "processing")
+    offending = [_text(r) for r in rows if not (r["job_status"] == "processing" and r["run"] in scope.live_runs)]
     return Verdict(
         passed=not offending,
         numbers={"jobs_processing": sum(r["kind"] == "job" for r in rows),
@@ -160,10 +172,11 @@ def nothing_left_processing(conn: psycopg.Connection, jobs: list[UUID], live_run
     )
 
 
-def items_per_topic(conn: psycopg.Connection, jobs: list[UUID], topics_without_job: list[str]) -> Verdict:
-    rows = _rows(conn, "topic_items", jobs)
+@check("Each topic of a job has one item per active persona × active emotional arc.")
+def items_per_topic(scope: Scope) -> Verdict:
+    rows = _rows(scope, "topic_items")
     offending = [_text(r) for r in rows if r["items"] != r["expected"]]
-    offending += [{"topic": t, "job_id": None, "items": 0, "problem": "no batch job"} for t in topics_without_job]
+    offending += [{"topic": t, "job_id": None, "items": 0, "problem": "no batch job"} for t in scope.topics_without_job]
     return Verdict(
         passed=not offending,
         numbers={"topics": len(rows), "items": sum(r["items"] for r in rows),
@@ -172,9 +185,10 @@ def items_per_topic(conn: psycopg.Connection, jobs: list[UUID], topics_without_j
     )
 
 
-def no_duplicate_items(conn: psycopg.Connection, jobs: list[UUID]) -> Verdict:
-    offending = [_text(r) for r in _rows(conn, "duplicate_items", jobs)]
-    return Verdict(passed=not offending, numbers={"jobs": len(jobs)}, offending=offending)
+@check("No job holds the same (topic, persona, arc) twice.")
+def no_duplicate_items(scope: Scope) -> Verdict:
+    offending = [_text(r) for r in _rows(scope, "duplicate_items")]
+    return Verdict(passed=not offending, numbers={"jobs": len(scope.jobs)}, offending=offending)
 
 
 @cache
@@ -182,9 +196,9 @@ def _query(name: str) -> str:
     return (QUERIES / f"{name}.sql").read_text()
 
 
-def _rows(conn: psycopg.Connection, name: str, jobs: list[UUID]) -> list[dict]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(_query(name), {"jobs": jobs}).fetchall()
+def _rows(scope: Scope, name: str) -> list[dict]:
+    with scope.conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(_query(name), {"jobs": scope.jobs}).fetchall()
 
 
 def _text(row: dict) -> dict:

@@ -9,7 +9,9 @@ import psycopg
 import pytest
 import yaml
 
-from assets.audit.asset import CONTRACT, schema_audit
+from assets.audit.contract import CONTRACT
+
+from assets.audit.asset import schema_audit
 from assets.audit.code_audit import bounded_by_code, run_code_audit
 from assets.audit.code_contract import extract_code_contract
 from assets.audit.contract import load_contract

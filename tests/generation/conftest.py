@@ -11,17 +11,17 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from assets.audit.asset import CONTRACT
+from assets.audit.contract import CONTRACT
 from assets.generation.conversation_file import SCHEMA_PATH
 from assets.generation.processing import conversation_of
-from assets.migration.asset import accepts_code_statuses, batch_jobs_status_constraint
+from assets.migration.asset import accepts_code_values, value_set_constraints
 from assets.migration.execute import migrate
 from resources.conversation_store import RAW_SUFFIX, ConversationStore
 from resources.embedded import database_url
 from tests.conftest import fresh_database
 
-FIX_ASSET = batch_jobs_status_constraint.key
-(FIX_CHECK,) = accepts_code_statuses.check_keys
+FIX_ASSET = value_set_constraints.key
+(FIX_CHECK,) = accepts_code_values.check_keys
 APP_FILE_SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 

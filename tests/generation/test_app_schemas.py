@@ -8,7 +8,7 @@ import boto3
 import psycopg
 import pytest
 
-from assets.audit.asset import CONTRACT
+from assets.audit.contract import CONTRACT
 from assets.audit.findings import run_audit
 from assets.generation.owner import OWNER_ENV
 from assets.verification.checks import verify_topics

@@ -6,7 +6,7 @@ from dagster._core.definitions.automation_tick_evaluation_context import build_r
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
 from pipelines.definitions import defs
-from pipelines.partitions import add_topic_partitions, topics
+from assets.partitions import add_topic_partitions, topics
 from resources.database import TargetDatabase
 from tests.generation.conftest import assert_job_sound
 

@@ -6,7 +6,7 @@ import boto3
 import psycopg
 import pytest
 
-from assets.audit.asset import CONTRACT
+from assets.audit.contract import CONTRACT
 from assets.verification.checks import verify_topics
 from pipelines.cli import main
 from pipelines.demo import DEMO_OWNER
@@ -111,14 +111,14 @@ def test_a_fix_that_cannot_apply_stops_the_run_before_generation(legacy_db, cli_
     before = _written(legacy_db)
     assert main(["run", "--database-url", legacy_db, "--topics", TOPICS]) == 2
     error = capsys.readouterr().err.splitlines()[-1]  # after Dagster's once-per-DAGSTER_HOME telemetry notice
-    assert error.startswith("bulkgen: error: batch_jobs_status_constraint failed:") and "'exploded'" in error
+    assert error.startswith("bulkgen: error: value_set_constraints failed:") and "'exploded'" in error
     assert _written(legacy_db) == before and not cli_env.root_path().exists()
 
 
 def test_demo_runs_the_chain_for_every_demo_topic(empty_db, cli_env, capsys):
     assert main(["demo", "--database-url", empty_db]) == 0
     out = capsys.readouterr().out
-    assert "PASS  accepts_code_statuses" in out and "items 480 (180 edge_case, 300 template); 480 completed" in out
+    assert "PASS  accepts_code_values" in out and "items 480 (180 edge_case, 300 template); 480 completed" in out
     assert f"owner: {DEMO_OWNER}" in out and f"created_by {DEMO_OWNER}, {cli_env.bucket}/{DEMO_OWNER}/" in out
     assert "its first training pair:" in out and '"turn_number": 1' in out and '"target_response": ' in out
     with psycopg.connect(empty_db) as conn:

@@ -3,13 +3,13 @@
 import psycopg
 import pytest
 
-from assets.audit.asset import CONTRACT
+from assets.audit.contract import CONTRACT
 from assets.generation.batch import JobSettings, written_values
 from assets.generation.gate import GateClosed, database_refusals, ensure_gate_open, fix_record
 from assets.generation.owner import OWNER_ENV
 from assets.migration.execute import migrate
 from pipelines.definitions import defs
-from pipelines.partitions import add_topic_partitions, selection_range
+from assets.partitions import add_topic_partitions, selection_range
 from resources.database import TargetDatabase
 from resources.embedded import database_url
 from tests.conftest import fresh_database
@@ -125,7 +125,7 @@ def test_two_databases_one_instance_a_fix_of_one_never_opens_the_gate_of_the_oth
         fixed = defs.resolve_job_def("fix_job").execute_in_process(
             instance=instance, resources={"database": TargetDatabase(url=legacy_db)})
         assert fixed.success and all(e.passed for e in fixed.get_asset_check_evaluations()
-                                     if e.check_name == "accepts_code_statuses")
+                                     if e.check_name == "accepts_code_values")
         before = _written(other)
         refused = _generation_run(instance, other, store, ["ignored_401k"])
         assert not refused.success and _written(other) == before

@@ -5,7 +5,7 @@ import psycopg
 import pytest
 
 from pipelines.cli import main
-from pipelines.partitions import (
+from assets.partitions import (
     TopicSelectionError,
     active_topics,
     add_topic_partitions,

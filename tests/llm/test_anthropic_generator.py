@@ -24,7 +24,8 @@ from resources.anthropic_generator import (
     render_prompt,
     shared_limiter,
 )
-from resources.generators import GENERATORS, ConversationRequest, GenerationError, Usage
+from resources.generator_choice import GENERATORS
+from resources.generators import ConversationRequest, GenerationError, Usage
 from resources.limits import RateLimiter
 from tests.generation.conftest import fixed_db, fixed_template, store  # noqa: F401 (fixtures: a fixed database, a store)
 from tests.llm.fake_anthropic import (

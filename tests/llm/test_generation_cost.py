@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from pipelines.definitions import defs
-from pipelines.partitions import add_topic_partitions, selection_range
+from assets.partitions import add_topic_partitions, selection_range
 from resources.anthropic_generator import AnthropicGenerator
 from resources.database import TargetDatabase
 from resources.generators import Usage, _tokens

@@ -5,11 +5,10 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from assets.audit.contract import load_contract
+from assets.audit.contract import CONTRACT
 from assets.migration.execute import Outcome, migrate
 from assets.migration.plan import MigrationSettings
 
-CONTRACT = load_contract()
 BATCH_JOBS_CODE = ("queued", "processing", "paused", "completed", "failed", "cancelled")
 LEGACY_STATUSES = ("pending", "running", "paused", "completed", "failed", "cancelled")
 

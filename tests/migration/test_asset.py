@@ -8,10 +8,10 @@ import time
 import dagster as dg
 
 from assets.audit.asset import schema_audit
-from assets.migration.asset import POOL, accepts_code_statuses, batch_jobs_status_constraint
+from assets.migration.asset import POOL, accepts_code_values, value_set_constraints
 from tests.migration.support import snapshot
 
-ASSETS = [schema_audit, batch_jobs_status_constraint, accepts_code_statuses]
+ASSETS = [schema_audit, value_set_constraints, accepts_code_values]
 
 
 def materialize(database, **config):
@@ -20,20 +20,20 @@ def materialize(database, **config):
             ASSETS,
             instance=instance,
             resources={"database": database},
-            run_config={"ops": {"batch_jobs_status_constraint": {"config": config}}} if config else None,
+            run_config={"ops": {"value_set_constraints": {"config": config}}} if config else None,
             raise_on_error=False,
         )
 
 
 def check_result(result) -> dg.AssetCheckEvaluation:
-    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "accepts_code_statuses"]
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "accepts_code_values"]
     return evaluation
 
 
 def test_materializing_applies_the_fix_and_the_check_passes(legacy_database):
     result = materialize(legacy_database)
     assert result.success
-    (mat,) = result.asset_materializations_for_node("batch_jobs_status_constraint")
+    (mat,) = result.asset_materializations_for_node("value_set_constraints")
     metadata = {k: v.value for k, v in mat.metadata.items()}
     assert metadata["applied"] is True
     assert metadata["sql"].startswith("```sql\n") and "ALTER TABLE" in metadata["sql"]
@@ -49,7 +49,7 @@ def test_materializing_applies_the_fix_and_the_check_passes(legacy_database):
 def test_dry_run_shows_the_plan_writes_nothing_and_the_check_blocks(legacy_database, legacy_db):
     before = snapshot(legacy_db)
     result = materialize(legacy_database, dry_run=True)
-    (mat,) = result.asset_materializations_for_node("batch_jobs_status_constraint")
+    (mat,) = result.asset_materializations_for_node("value_set_constraints")
     assert mat.metadata["applied"].value is False
     assert mat.metadata["outcome"].value.startswith("dry run, nothing written")
     assert "DROP CONSTRAINT \"batch_jobs_status_check\"" in mat.metadata["sql"].value
@@ -62,7 +62,7 @@ def test_dry_run_shows_the_plan_writes_nothing_and_the_check_blocks(legacy_datab
 
 def test_a_plan_that_cannot_run_fails_the_materialization_with_its_reason(legacy_database, legacy_db):
     result = materialize(legacy_database, remap={"pending": "queued"})
-    assert not result.success and not result.asset_materializations_for_node("batch_jobs_status_constraint")
+    assert not result.success and not result.asset_materializations_for_node("value_set_constraints")
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "1 row(s) hold 'running' with no mapping" in str(failure.step_failure_data.error)
 
@@ -70,22 +70,22 @@ def test_a_plan_that_cannot_run_fails_the_materialization_with_its_reason(legacy
 def test_second_materialization_is_a_noop(legacy_database):
     assert materialize(legacy_database).success
     result = materialize(legacy_database)
-    (mat,) = result.asset_materializations_for_node("batch_jobs_status_constraint")
+    (mat,) = result.asset_materializations_for_node("value_set_constraints")
     assert mat.metadata["applied"].value is False and mat.metadata["outcome"].value.startswith("nothing to do")
     assert check_result(result).passed
 
 
 def test_the_pool_keeps_a_second_migration_waiting_while_one_runs(legacy_database, legacy_db, tmp_path):
     """With the pool's limit at 1 on a persisted instance, the step waits for the slot another run holds."""
-    assert batch_jobs_status_constraint.node_def.pools == {POOL}
+    assert value_set_constraints.node_def.pools == {POOL}
     before = snapshot(legacy_db)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         instance.event_log_storage.set_concurrency_slots(POOL, 1)
         assert instance.event_log_storage.claim_concurrency_slot(POOL, "another-run", "migration").is_claimed
         results = []
         run = threading.Thread(target=lambda: results.append(dg.materialize(
-            [batch_jobs_status_constraint], instance=instance, resources={"database": legacy_database},
-            selection=[batch_jobs_status_constraint])))
+            [value_set_constraints], instance=instance, resources={"database": legacy_database},
+            selection=[value_set_constraints])))
         run.start()
         time.sleep(2)
         assert run.is_alive() and snapshot(legacy_db) == before  # queued for the slot, nothing applied
@@ -103,7 +103,7 @@ def test_no_password_reaches_metadata_logs_or_failures(legacy_db):
         with dg.DagsterInstance.ephemeral() as instance:
             result = dg.materialize(
                 ASSETS, instance=instance, resources={"database": database}, raise_on_error=False,
-                run_config={"ops": {"batch_jobs_status_constraint": {"config": config}}},
+                run_config={"ops": {"value_set_constraints": {"config": config}}},
             )
             events = instance.all_logs(result.run_id)
         assert events and "hunter2-secret" not in repr(events)

@@ -4,7 +4,7 @@ and verifies it in the same request; it never regenerates the topics it found.""
 import dagster as dg
 
 from pipelines.definitions import defs
-from pipelines.partitions import topics
+from assets.partitions import topics
 from tests.generation.conftest import record_fix
 
 ASSETS = ("topic_conversations", "generation_verification")

@@ -5,13 +5,13 @@ cancelled; a job a live session holds is left alone."""
 import dagster as dg
 import psycopg
 
-from assets.audit.asset import CONTRACT
+from assets.audit.contract import CONTRACT
 from assets.generation.asset import run_label
 from assets.generation.batch import JobSettings, claim_items, open_job, release_run_jobs, start_job
 from assets.generation.scaffolding import load_scaffolding
 from assets.verification.checks import verify_topics
 from pipelines.definitions import defs
-from pipelines.partitions import add_topic_partitions, selection_range
+from assets.partitions import add_topic_partitions, selection_range
 from pipelines.sensors import batch_job_failure_sensor
 from resources.database import TargetDatabase
 from resources.generators import ConversationRequest, GeneratedConversation, TemplateGenerator

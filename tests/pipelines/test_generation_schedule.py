@@ -3,7 +3,7 @@
 import dagster as dg
 import psycopg
 
-from pipelines.partitions import active_topics, add_topic_partitions, topics
+from assets.partitions import active_topics, add_topic_partitions, topics
 from pipelines.schedules import daily_generation_schedule
 from resources.database import TargetDatabase
 

@@ -3,7 +3,7 @@
 import dagster as dg
 import psycopg
 
-from pipelines.partitions import topic_partition_key, topics
+from assets.partitions import topic_partition_key, topics
 from pipelines.sensors import topic_partitions_sensor
 from resources.database import TargetDatabase
 

@@ -11,7 +11,7 @@ from assets.audit.findings import run_audit
 from assets.generation.batch import JobSettings
 from assets.generation.processing import generate_conversations
 from assets.migration.ledger import ledger_entries
-from pipelines.partitions import active_topics
+from assets.partitions import active_topics
 from resources.conversation_store import ConversationStore
 from resources.generators import TemplateGenerator
 from tests.migration.support import status_counts

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from pipelines.cli import main
-from pipelines.partitions import topic_partition_key, topics
+from assets.partitions import topic_partition_key, topics
 from resources.conversation_store import ConversationStore
 from resources.database import TargetDatabase
 from tests.reliability.conftest import assert_generated_once, finished, written

@@ -8,7 +8,7 @@ from dagster._core.definitions.partitions.utils.base import raise_error_on_inval
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipelines.partitions import topic_partition_key
+from assets.partitions import topic_partition_key
 
 HOSTILE = ["it's \"quoted\"", "a; DROP TABLE batch_jobs; --", "ümlaut/α→β 🚀", "x" * 10_000, "tab\tnew\nline\x1b[31m",
            "...", "../../etc/passwd", "\u202egnp.exe", "%s %(x)s {}", "Roth IRA...conversion", ""]
@@ -48,7 +48,7 @@ def test_a_topic_keyed_as_another_topics_partition_key_gets_its_own(topic_key):
 
 def test_the_same_key_in_another_process():
     """Partition keys are stored by Dagster: a later process must derive the very same one."""
-    code = "from pipelines.partitions import topic_partition_key as k; print(k('Roth IRA...conversion ü'))"
+    code = "from assets.partitions import topic_partition_key as k; print(k('Roth IRA...conversion ü'))"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert other == topic_partition_key("Roth IRA...conversion ü")
 

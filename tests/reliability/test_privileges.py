@@ -78,7 +78,7 @@ def test_the_fix_names_every_privilege_a_reader_lacks_and_runs_nothing(legacy_db
 
     # Through Dagster, the fix asset fails with the same reason and generation never starts.
     code, _, err = bulkgen("run", "--database-url", dsn, "--topics", "ignored_401k")
-    assert code == 2 and err.startswith("bulkgen: error: batch_jobs_status_constraint failed: ")
+    assert code == 2 and err.startswith("bulkgen: error: value_set_constraints failed: ")
     assert err.count("\n") == 1  # the one line only: no log, no stack trace
     assert f"role {name} lacks privileges the fix uses, nothing was run: must own public.batch_jobs" in err
     assert snapshot(legacy_db) == before

@@ -82,7 +82,7 @@ def test_a_run_end_to_end_and_its_failures_write_no_secret(legacy_db, secret_env
                      "UPDATE batch_jobs SET status = 'exploded' WHERE status = 'paused'")
     err = bulkgen("failing run", "run", "--topics", "ignored_401k", "--database-url", with_password(legacy_db),
                   code=2, environment=secret_env)  # the password on the command line this time
-    assert "batch_jobs_status_constraint failed" in err
+    assert "value_set_constraints failed" in err
     with psycopg.connect(legacy_db) as conn:
         conn.execute("UPDATE batch_jobs SET status = 'paused' WHERE status = 'exploded'")
     bulkgen("run", "run", "--topics", "ignored_401k,esg_investing", code=0)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from assets.audit.findings import FINDING_FIELDS
-from pipelines.partitions import topic_partition_key
+from assets.partitions import topic_partition_key
 from tests.ui.conftest import LEGACY_FAILED_CHECKS, SCREENSHOTS, active_topics
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -14,17 +14,19 @@ import json
 import psycopg
 import pytest
 
-from assets.audit.asset import COLUMNS_CHECK, CONTRACT, value_set_check_name
+from assets.audit.contract import CONTRACT
+
+from assets.audit.asset import COLUMNS_CHECK, value_set_check_name
 from assets.audit.findings import FINDING_FIELDS
-from pipelines.partitions import topic_partition_key
+from assets.partitions import topic_partition_key
 from tests.ui.conftest import LEGACY_FAILED_CHECKS, active_topics
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using variable_values:DeprecationWarning")
 
 AUDIT = {"path": ["schema_audit"]}
-FIX = {"path": ["batch_jobs_status_constraint"]}
+FIX = {"path": ["value_set_constraints"]}
 GENERATION = {"path": ["topic_conversations"]}
-FIX_CHECK = "accepts_code_statuses"
+FIX_CHECK = "accepts_code_values"
 
 ASSET_QUERY = """
 query AssetView($key: AssetKeyInput!) {
@@ -195,7 +197,7 @@ def assert_legacy_audit(webserver, run_ids: list[str], *, fixed_in_run: bool = F
         evaluation = execution["evaluation"]
         if fixed_in_run:
             assert execution["status"] == "SUCCEEDED" and evaluation["success"] is True, f"{name}: {execution}"
-            assert _text_metadata(evaluation)["evaluated"] == "after batch_jobs_status_constraint"
+            assert _text_metadata(evaluation)["evaluated"] == "after value_set_constraints"
         elif name in LEGACY_FAILED_CHECKS:
             assert execution["status"] == "FAILED" and evaluation["success"] is False, f"{name}: {execution}"
             assert evaluation["severity"] == "ERROR"
@@ -244,7 +246,7 @@ def test_audit_then_chain_for_two_topics_launched_over_graphql(webserver, legacy
     assert run["jobName"] == "chain_job"
     made = {("/".join(m["assetKey"]["path"]), m["partition"]): _entries(m) for m in run["assetMaterializations"]}
     assert set(made) == {
-        ("schema_audit", None), ("batch_jobs_status_constraint", None),
+        ("schema_audit", None), ("value_set_constraints", None),
         *(("topic_conversations", key) for key in partitions),
         *(("generation_verification", key) for key in partitions),
     }
@@ -254,7 +256,7 @@ def test_audit_then_chain_for_two_topics_launched_over_graphql(webserver, legacy
     assert_legacy_audit(webserver, [run_id, audit_run], fixed_in_run=True)
 
     # The fix applied the migration, showed its SQL as a code block, and its blocking check passed.
-    fix = made[("batch_jobs_status_constraint", None)]
+    fix = made[("value_set_constraints", None)]
     assert fix["sql"]["__typename"] == "MarkdownMetadataEntry" and fix["sql"]["mdStr"].startswith("```sql")
     assert "batch_jobs_status_check" in fix["sql"]["mdStr"]
 

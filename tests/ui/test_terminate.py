@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from pipelines.cli import main
-from pipelines.partitions import topic_partition_key
+from assets.partitions import topic_partition_key
 from resources.conversation_store import ConversationStore
 from tests.reliability.conftest import assert_generated_once, progress, wait_until
 

@@ -7,7 +7,7 @@ import psycopg
 from assets.verification.asset import generation_verification
 from assets.verification.checks import CHECKS
 from pipelines.definitions import defs
-from pipelines.partitions import add_topic_partitions, selection_range
+from assets.partitions import add_topic_partitions, selection_range
 from resources.database import TargetDatabase
 from tests.verification.conftest import TOPICS
 

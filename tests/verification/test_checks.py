@@ -4,7 +4,7 @@ purpose."""
 import psycopg
 import pytest
 
-from assets.audit.asset import CONTRACT
+from assets.audit.contract import CONTRACT
 from assets.verification.checks import CHECKS, verify_topics
 from tests.verification.conftest import LABEL, TOPICS
 
@@ -41,16 +41,16 @@ def test_a_sound_run_passes_every_check_with_its_numbers(sound_run):
     assert {name: v.offending for name, v in result.verdicts.items()} == {name: [] for name in CHECKS}
     assert result.passed
     numbers = {name: v.numbers for name, v in result.verdicts.items()}
-    assert numbers["statuses_accepted"] == {"columns": 3, "values": 11}
+    assert numbers["code_values_accepted"] == {"columns": 9, "values": 20}  # every value-set column generation writes
     assert numbers["counters_match_items"] == {"jobs": 1, "items": 48, "completed": 48, "failed": 0}
     assert numbers["completed_items_have_conversations"] == {"completed_items": 48, "sound": 48}
     assert numbers["items_per_topic"] == {"topics": 2, "items": 48, "expected_per_topic": 24}
     assert numbers["nothing_left_processing"] == {"jobs_processing": 0, "items_processing": 0}
 
 
-def test_the_legacy_constraints_fail_the_status_check(legacy_db, store):
+def test_the_legacy_constraints_fail_the_code_values_check(legacy_db, store):
     with psycopg.connect(legacy_db) as conn:
-        verdict = verify_topics(conn, CONTRACT, TOPICS, store, set()).verdicts["statuses_accepted"]
+        verdict = verify_topics(conn, CONTRACT, TOPICS, store, set()).verdicts["code_values_accepted"]
     assert not verdict.passed
     problems = " ".join(row["problem"] for row in verdict.offending)
     assert "batch_jobs.status refuses 'queued', 'processing'" in problems and "batch_jobs_status_check" in problems

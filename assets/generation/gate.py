@@ -40,12 +40,12 @@ class GateClosed(RuntimeError):
 def database_refusals(
     conn: psycopg.Connection, contract: Contract, writes: dict[tuple[str, str], tuple[str, ...]]
 ) -> list[str]:
-    """One line per problem with the live schema: a missing table or column, a lacking privilege, a refused
-    value (read-only, rolled back)."""
+    """One line per problem with what generation writes: a value the contract does not list, a missing table
+    or column, a lacking privilege, a value the live schema refuses (read-only, rolled back)."""
+    problems = unlisted_values(contract, writes)
     with conn.transaction(force_rollback=True):
         conn.execute("SET TRANSACTION READ ONLY")
         live = read_catalog(conn, contract)
-        problems = []
         for table in WRITTEN_TABLES:
             if table not in live:
                 problems.append(f"table {contract.schema}.{table} is missing")
@@ -55,32 +55,46 @@ def database_refusals(
             if missing:
                 problems.append(f"{table} lacks column(s) {', '.join(missing)}")
         problems += privilege_refusals(conn, contract.schema, [t for t in PRIVILEGES if t in live])
-    return problems + value_refusals(conn, contract, writes)
+        problems += _live_refusals(conn, contract, live, writes)
+    return problems
 
 
 def value_refusals(
     conn: psycopg.Connection, contract: Contract, writes: dict[tuple[str, str], tuple[str, ...]]
 ) -> list[str]:
-    """One line per value of `writes` the contract does not list or the live column refuses, judged as
-    PostgreSQL judges an INSERT (read-only, rolled back); a column the table lacks is not judged here."""
+    """Only the values: those the contract does not list, and those the live schema refuses, judged as
+    PostgreSQL judges an INSERT (read-only, rolled back)."""
+    problems = unlisted_values(contract, writes)
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET TRANSACTION READ ONLY")
+        problems += _live_refusals(conn, contract, read_catalog(conn, contract), writes)
+    return problems
+
+
+def unlisted_values(contract: Contract, writes: dict[tuple[str, str], tuple[str, ...]]) -> list[str]:
+    """One line per column generation would write a value into that the contract does not list."""
     problems = []
     for (table, column), values in writes.items():
         foreign = [v for v in values if v not in (contract.table(table).column(column).values or ())]
         if foreign:
             problems.append(
                 f"{table}.{column}: generation would write {_quote(foreign)}, which the contract does not list")
-    with conn.transaction(force_rollback=True):
-        conn.execute("SET TRANSACTION READ ONLY")
-        live = read_catalog(conn, contract)
-        for (table, column), values in writes.items():
-            if table not in live or column not in live[table].columns:
-                continue
-            verdict = judge_value_set(conn, contract.schema, table, live[table].columns[column],
-                                      live[table].checks_on(column), values)
-            by_reason: dict[str, list[str]] = {}
-            for value, reason in verdict.rejected.items():
-                by_reason.setdefault(reason, []).append(value)
-            problems += [f"{table}.{column} refuses {_quote(vs)} ({reason})" for reason, vs in by_reason.items()]
+    return problems
+
+
+def _live_refusals(conn: psycopg.Connection, contract: Contract, live: dict,
+                   writes: dict[tuple[str, str], tuple[str, ...]]) -> list[str]:
+    """One line per reason a live column refuses values of `writes`; a column the table lacks is not judged."""
+    problems = []
+    for (table, column), values in writes.items():
+        if table not in live or column not in live[table].columns:
+            continue
+        verdict = judge_value_set(conn, contract.schema, table, live[table].columns[column],
+                                  live[table].checks_on(column), values)
+        by_reason: dict[str, list[str]] = {}
+        for value, reason in verdict.rejected.items():
+            by_reason.setdefault(reason, []).append(value)
+        problems += [f"{table}.{column} refuses {_quote(vs)} ({reason})" for reason, vs in by_reason.items()]
     return problems
 
 

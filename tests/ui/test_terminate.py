@@ -24,7 +24,7 @@ def test_a_run_terminated_from_the_ui_is_resumed_by_the_next_run(webserver, lega
         "chain_job",
         tags={"dagster/asset_partition_range_start": partitions[0],
               "dagster/asset_partition_range_end": partitions[-1]},
-        run_config={"resources": {"generator": {"config": {"delay_ms": 300}}}},  # 48 items: about 5 s of work
+        run_config={"resources": {"generator": {"config": {"settings": {"delay_ms": 300}}}}},  # 48 items: about 5 s of work
     )
     wait_until(lambda: (p := progress(legacy_db)) and p[0] >= 6, timeout=120, what="6 items")
     webserver.client.terminate_run(run_id)

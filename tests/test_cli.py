@@ -185,6 +185,7 @@ def embedded_dir() -> Iterator[Path]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_the_embedded_database_is_the_default_only_for_load_demo_and_named(embedded_dir):
     """`load-demo` without a URL loads the embedded demo database; `audit` then needs --embedded to read it."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"BULKGEN_EMBEDDED_DIR": str(embedded_dir)}

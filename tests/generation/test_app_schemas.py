@@ -77,6 +77,7 @@ def _conversation_ids(dsn: str) -> list[str]:
         return [c for (c,) in conn.execute("SELECT conversation_id FROM conversations")]
 
 
+@pytest.mark.slow
 def test_a_run_into_the_bucket_puts_each_conversation_at_its_owners_key(supabase_db, cli_env, s3_env, monkeypatch,
                                                                        capsys):
     """`CONVERSATION_STORE=s3://conversation-files` on a real S3 server on loopback: every conversation's object

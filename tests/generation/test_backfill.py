@@ -2,6 +2,7 @@
 
 import dagster as dg
 import psycopg
+import pytest
 from dagster._core.definitions.automation_tick_evaluation_context import build_run_requests_with_backfill_policies
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
@@ -12,6 +13,7 @@ from tests.generation.conftest import assert_job_sound
 
 
 
+@pytest.mark.slow
 def test_a_backfill_of_twenty_topics_is_one_run_and_one_batch_job(legacy_db, instance, store):
     resources = {"database": TargetDatabase(url=legacy_db), "conversation_store": store}
     # The fix, through its own asset and blocking check, as an operator would run it first.

@@ -51,6 +51,7 @@ def test_a_topic_selection_is_required(legacy_db, cli_env):
     assert exit_.value.code == 2
 
 
+@pytest.mark.slow
 def test_run_audits_fixes_and_generates_three_topics_in_one_run(legacy_db, cli_env, capsys):
     assert main(["run", "--database-url", legacy_db, "--topics", TOPICS]) == 0
     out = capsys.readouterr().out
@@ -75,6 +76,7 @@ def test_run_audits_fixes_and_generates_three_topics_in_one_run(legacy_db, cli_e
     assert "generation_job" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_run_with_an_s3_store_puts_every_conversation_in_the_bucket(legacy_db, cli_env, s3_env, monkeypatch, capsys):
     """`CONVERSATION_STORE=s3://conversation-files` against a real S3 server on loopback: every completed item's
     object is in the bucket at its row's file_path, nothing else is, and verification reads them from there."""
@@ -115,6 +117,7 @@ def test_a_fix_that_cannot_apply_stops_the_run_before_generation(legacy_db, cli_
     assert _written(legacy_db) == before and not cli_env.root_path().exists()
 
 
+@pytest.mark.slow
 def test_demo_runs_the_chain_for_every_demo_topic(empty_db, cli_env, capsys):
     assert main(["demo", "--database-url", empty_db]) == 0
     out = capsys.readouterr().out

@@ -90,6 +90,7 @@ def test_credentials_in_the_location_are_refused_without_echoing_them():
     assert AWS_SECRET_ACCESS_KEY not in str(refused.value) and "AKIAH14B" not in str(refused.value)
 
 
+@pytest.mark.slow
 def test_s3_prune_deletes_in_batches(s3_env):
     store = ConversationStore(root=f"s3://{S3_BUCKET}")
     client = boto3.session.Session().client("s3")
@@ -170,6 +171,7 @@ def test_transient_errors_are_retried(failing_proxy):
     assert store.read("u/c/conversation.json") == {"ok": True}
 
 
+@pytest.mark.slow
 def test_retries_are_bounded_and_the_error_says_what_failed(failing_proxy):
     failing_proxy.failures = MAX_ATTEMPTS + 10
     store = ConversationStore(root=f"s3://{S3_BUCKET}")

@@ -29,6 +29,7 @@ def _run(dsn, generator, store, workers=4, **options):
                                       label="test limits", **options)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", sorted(LIMITS))
 def test_a_limit_the_client_keeps_gets_no_429_and_one_it_exceeds_is_retried_after_429(
         fixed_db, store, limit, caplog, server_url, fixed_template):

@@ -123,6 +123,7 @@ def _killed_while_waiting(dsn, fake, store, tmp_path) -> FakeBatch:
     return batch
 
 
+@pytest.mark.slow
 def test_a_killed_run_is_resumed_by_reattaching_to_its_batch_without_resubmitting(legacy_db, store, fake, tmp_path,
                                                                                  batch_generator):
     fake.batch_script(EXPIRED)
@@ -138,6 +139,7 @@ def test_a_killed_run_is_resumed_by_reattaching_to_its_batch_without_resubmittin
     assert any(f"re-attached to message batch(es) {batch.id}" in line for line in logged)
 
 
+@pytest.mark.slow
 def test_bulkgen_cancel_cancels_a_dead_runs_batches_with_its_job(legacy_db, store, fake, tmp_path, monkeypatch,
                                                                  capsys):
     batch = _killed_while_waiting(legacy_db, fake, store, tmp_path)

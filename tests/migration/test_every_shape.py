@@ -63,6 +63,7 @@ def every_shape_db(legacy_db) -> str:
     return legacy_db
 
 
+@pytest.mark.slow
 def test_one_migrate_fixes_every_shape_and_generation_runs_on_the_result(every_shape_db, tmp_path, monkeypatch,
                                                                          capsys):
     monkeypatch.delenv("DATABASE_URL", raising=False)

@@ -17,6 +17,7 @@ from tests.migration.support import LEGACY_STATUSES, add_jobs, column_checks, re
 ROWS = 200_000
 
 
+@pytest.mark.slow
 def test_large_table_with_a_concurrent_writer(legacy_db):
     with psycopg.connect(legacy_db) as conn:
         add_jobs(conn, {s: ROWS // len(LEGACY_STATUSES) for s in LEGACY_STATUSES})

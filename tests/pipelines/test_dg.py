@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipelines.definitions import defs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,6 +19,7 @@ def _dg(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([DG, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_dg_check_defs_loads_the_code_location():
     done = _dg("check", "defs")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -24,6 +27,7 @@ def test_dg_check_defs_loads_the_code_location():
     assert "virtual environment" not in done.stdout + done.stderr  # no warning noise in CI's log
 
 
+@pytest.mark.slow
 def test_dg_list_defs_lists_what_the_definitions_hold():
     done = _dg("list", "defs", "--json")
     assert done.returncode == 0, done.stderr

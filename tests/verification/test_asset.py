@@ -3,6 +3,7 @@ the offending ids in the check's metadata."""
 
 import dagster as dg
 import psycopg
+import pytest
 
 from assets.verification.asset import generation_verification
 from assets.verification.checks import CHECKS
@@ -12,6 +13,7 @@ from resources.database import TargetDatabase
 from tests.verification.conftest import TOPICS
 
 
+@pytest.mark.slow
 def test_the_chain_ends_with_every_check_passing_then_a_missing_file_fails_one(legacy_db, instance, store):
     resources = {"database": TargetDatabase(url=legacy_db), "conversation_store": store}
     with psycopg.connect(legacy_db) as conn:

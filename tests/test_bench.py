@@ -48,6 +48,7 @@ def test_only_llm_measures_just_the_llm_figures(tmp_path):
     assert set(results["raw"]) >= {"llm", "machine"} and "generation" not in results["raw"]
 
 
+@pytest.mark.slow
 def test_only_one_part_keeps_the_other_figures(tmp_path):
     out = tmp_path / "results.json"
     out.write_text(json.dumps({"demo_wall_s": 3.9, "raw": {"demo": {"benchmark_s": 4.0}}}))

@@ -58,6 +58,7 @@ def _seen_as(dsn: str, user: str) -> tuple[int, int, int, int]:
         ).fetchone()
 
 
+@pytest.mark.slow
 def test_a_run_for_an_owner_is_visible_to_that_user_alone(supabase_db, cli_env, capsys):
     assert main(["run", "--database-url", supabase_db, "--topics", TOPIC, "--owner", OWNER]) == 0
     assert "24 completed" in capsys.readouterr().out
@@ -127,6 +128,7 @@ def test_an_owner_the_app_does_not_know_is_refused_with_nothing_written(supabase
     assert not cli_env.root_path().exists()
 
 
+@pytest.mark.slow
 def test_the_whole_chain_on_the_contracts_required_columns_only(empty_db, cli_env, capsys):
     with psycopg.connect(empty_db) as conn:
         conn.execute(required_only_schema(CONTRACT))

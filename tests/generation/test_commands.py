@@ -129,6 +129,7 @@ def test_demo_runs_the_chain_for_every_demo_topic(empty_db, cli_env, capsys):
     assert assert_job_sound(empty_db, job_id, cli_env) == {"completed": 480}
 
 
+@pytest.mark.slow
 def test_migrate_then_generate_with_a_fresh_instance(legacy_db, cli_env, capsys):
     """The fix applied by `bulkgen migrate` counts: the gate asks the database, not the Dagster instance."""
     assert main(["migrate", "--database-url", legacy_db]) == 0

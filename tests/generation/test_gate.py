@@ -114,6 +114,7 @@ def test_the_asset_refuses_an_unfixed_database_before_any_write(legacy_db, insta
     assert _written(legacy_db) == before and not store.root_path().exists()
 
 
+@pytest.mark.slow
 def test_two_databases_one_instance_a_fix_of_one_never_opens_the_gate_of_the_other(
         legacy_db, server_url, legacy_template, instance, store):
     """The fix materialized (its check passed) on one database leaves the other refused; the other, fixed by

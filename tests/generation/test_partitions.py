@@ -53,6 +53,7 @@ def test_topics_are_ordered_oldest_first_where_the_table_has_created_at(legacy_d
         assert list(active_topics(conn).values()) == sorted(by_age)
 
 
+@pytest.mark.slow
 def test_a_run_on_topics_without_created_at_completes(legacy_db, tmp_path, monkeypatch, capsys):
     with psycopg.connect(legacy_db, autocommit=True) as conn:
         conn.execute("ALTER TABLE training_topics DROP COLUMN created_at, DROP COLUMN updated_at")

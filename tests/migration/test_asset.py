@@ -6,6 +6,7 @@ import threading
 import time
 
 import dagster as dg
+import pytest
 
 from assets.audit.asset import schema_audit
 from assets.migration.asset import POOL, accepts_code_values, value_set_constraints
@@ -75,6 +76,7 @@ def test_second_materialization_is_a_noop(legacy_database):
     assert check_result(result).passed
 
 
+@pytest.mark.slow
 def test_the_pool_keeps_a_second_migration_waiting_while_one_runs(legacy_database, legacy_db, tmp_path):
     """With the pool's limit at 1 on a persisted instance, the step waits for the slot another run holds."""
     assert value_set_constraints.node_def.pools == {POOL}

@@ -2,6 +2,7 @@
 and verifies it in the same request; it never regenerates the topics it found."""
 
 import dagster as dg
+import pytest
 
 from pipelines.definitions import defs
 from assets.partitions import topics
@@ -10,6 +11,7 @@ from tests.generation.conftest import record_fix
 ASSETS = ("topic_conversations", "generation_verification")
 
 
+@pytest.mark.slow
 def test_a_new_topic_waits_for_the_fixs_blocking_check(instance):
     cursor = [None]
 

@@ -74,8 +74,13 @@ class S3Bucket:
     def delete(self, keys: list[str]) -> None:
         for i in range(0, len(keys), DELETE_BATCH):
             batch = [{"Key": self._name(k)} for k in keys[i:i + DELETE_BATCH]]
-            errors = self._client.delete_objects(
-                Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}).get("Errors", [])
+            try:
+                errors = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}).get("Errors", [])
+            except ClientError as exc:
+                if _code(exc) != "NoSuchBucket":
+                    raise
+                return  # no bucket, no object: absent keys are no error
             if errors:
                 first = errors[0]
                 raise OSError(f"bucket {self.bucket} kept {len(errors)} object(s) it was asked to delete, "

@@ -56,7 +56,6 @@ from assets.generation.batch import (
 )
 from assets.generation.conversation_file import (
     conversation_document,
-    conversation_folder,
     file_key,
     validate_document,
 )
@@ -65,7 +64,7 @@ from assets.generation.faults import fault_point
 from assets.generation.interrupts import DeferredInterrupts
 from assets.generation.message_batches import process_in_batches
 from assets.generation.scaffolding import JobRows, load_job_rows, load_scaffolding
-from resources.conversation_store import ConversationStore
+from resources.conversation_store import RAW_SUFFIX, ConversationStore
 from resources.generators import (
     ConversationGenerator,
     ConversationRequest,
@@ -240,8 +239,10 @@ def _process(conn, job: BatchJob, rows: JobRows, generator, store: ConversationS
         # A file no row points at comes only from a run that died after writing it (its job is then resumed) or
         # from a write that failed half way (its item failed); otherwise every file written has its row.
         if job.resumed or processed > succeeded:  # before the job is final: a kill after leaves no orphan
-            for item in unlinked_items(conn, job.id):  # an item's folder holds its file and the model's raw response
-                store.prune(conversation_folder(job.settings.owner, conversation_of(item)), set())
+            # An unlinked item's file and the model's raw response beside it are all its folder can hold: deleted
+            # by key in batches, not listed folder by folder (a LIST request per item on S3).
+            files = [file_key(job.settings.owner, conversation_of(item)) for item in unlinked_items(conn, job.id)]
+            store.delete(files + [f + RAW_SUFFIX for f in files])
         status = finish_job(conn, job.id, stopped=stopped, cancelled=cancelled)
         fault_point("finished")
     return GenerationResult(
